@@ -1,0 +1,1 @@
+//! The compliance catalogue model: frameworks, requirements, common controls, mappings, packs.

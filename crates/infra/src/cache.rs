@@ -1,0 +1,1 @@
+//! Two-layer cache: in-process (moka) and Redis when configured.

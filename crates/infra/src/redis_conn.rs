@@ -1,0 +1,1 @@
+//! Connecting to Redis and checking its health.
