@@ -7,6 +7,9 @@ use serde::Serializer;
 /// What a secret prints as in `assay config check` and in logs.
 pub const REDACTED: &str = "[redacted]";
 
+/// What a password inside a URL prints as (brackets would be percent-encoded there).
+pub const URL_PASSWORD_MASK: &str = "***";
+
 /// `#[serde(serialize_with = "assay_infra::secret::redacted")]` for a `SecretString`.
 pub fn redacted<S: Serializer>(_secret: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_str(REDACTED)
@@ -31,7 +34,7 @@ pub fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut u) if u.password().is_some() => {
             // Setting a password only fails for URLs that cannot have one, excluded above.
-            let _ = u.set_password(Some(REDACTED));
+            let _ = u.set_password(Some(URL_PASSWORD_MASK));
             u.to_string()
         }
         Ok(u) => u.to_string(),
@@ -53,7 +56,7 @@ mod tests {
     fn url_passwords_are_redacted() {
         assert_eq!(
             redact_url("postgres://app:hunter2@db:5432/assay"),
-            "postgres://app:[redacted]@db:5432/assay"
+            "postgres://app:***@db:5432/assay"
         );
         assert_eq!(
             redact_url("redis://127.0.0.1:6379/0"),

@@ -1,0 +1,17 @@
+//! Repositories: the only code that queries tables. Functions take any SeaORM connection
+//! (the pool, or a transaction from `Db::write`), so services compose them inside one
+//! transaction. Functions over org-owned data take the `OrgCtx` first: the tenant filter is
+//! part of every such query, never left to the caller.
+
+pub mod audit;
+pub mod memberships;
+pub mod organisations;
+pub mod users;
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+/// Now, truncated to microseconds: the precision PostgreSQL keeps, so a value reads back
+/// exactly as written on both engines (the audit hash depends on it).
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}

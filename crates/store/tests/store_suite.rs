@@ -1,0 +1,413 @@
+//! The store suite: every test runs against SQLite, and against PostgreSQL when
+//! `ASSAY_TEST_POSTGRES_URL` is set (required in CI).
+
+use assay_core::{OrgCtx, Role};
+use assay_store::repo::audit::{self, Actor, AuditFilter, NewAuditEvent};
+use assay_store::repo::{memberships, organisations, users};
+use assay_store::testing::TestDb;
+use assay_store::{Backend, Db, DbSettings, StoreError};
+use sea_orm::ConnectionTrait;
+
+/// Generate `sqlite::NAME` and `postgres::NAME` tests calling `NAME(TestDb)`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(assay_store::testing::TestDb::sqlite().await).await }
+            )*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if let Some(db) = assay_store::testing::TestDb::postgres().await { super::$name(db).await }
+            }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    migrations_are_applied_and_reported,
+    a_newer_schema_is_refused,
+    organisation_starts_with_its_owner,
+    email_is_unique_case_insensitively,
+    failed_transaction_leaves_nothing,
+    last_owner_cannot_leave,
+    members_are_scoped_to_their_organisation,
+    audit_chain_verifies_and_detects_tampering,
+    audit_chain_detects_deleted_events,
+    audit_appends_concurrently_without_forking,
+    audit_list_is_org_scoped_and_paginated,
+    reads_fall_back_to_primary_when_replica_is_down,
+    ping_reports_latency_and_pool,
+);
+
+async fn signup(db: &Db, email: &str, org: &str) -> (users::User, organisations::Organisation) {
+    let (email, org) = (email.to_owned(), org.to_owned());
+    db.write(move |txn| {
+        Box::pin(async move {
+            let user = users::create(
+                txn,
+                users::NewUser {
+                    email: &email,
+                    name: "Test",
+                    password_hash: None,
+                },
+            )
+            .await?;
+            let org =
+                organisations::create_with_owner(txn, &org, &org.to_lowercase(), user.id).await?;
+            Ok((user, org))
+        })
+    })
+    .await
+    .expect("signup")
+}
+
+async fn migrations_are_applied_and_reported(t: TestDb) {
+    let status = t.db.migration_status().await.unwrap();
+    assert!(!status.is_empty());
+    assert!(status.iter().all(|m| m.applied), "{status:?}");
+    // Running again applies nothing.
+    assert!(t.db.migrate_up().await.unwrap().is_empty());
+    t.db.ensure_migrated().await.unwrap();
+}
+
+async fn a_newer_schema_is_refused(t: TestDb) {
+    t.db.primary()
+        .execute_unprepared(
+            "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m9999_from_the_future', 0)",
+        )
+        .await
+        .unwrap();
+    let err = t.db.migrate_up().await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::UnknownMigrations(v) if v == &["m9999_from_the_future".to_owned()]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("newer Assay"));
+    assert!(t.db.ensure_schema_known().await.is_err());
+}
+
+async fn organisation_starts_with_its_owner(t: TestDb) {
+    let (user, org) = signup(&t.db, "Owner@Example.com", "Acme").await;
+    assert_eq!(user.email, "owner@example.com");
+    let mine = organisations::list_for_user(t.db.primary(), user.id)
+        .await
+        .unwrap();
+    assert_eq!(mine, vec![(org.clone(), Role::Owner)]);
+    assert_eq!(
+        memberships::role_of(t.db.primary(), org.id, user.id)
+            .await
+            .unwrap(),
+        Some(Role::Owner)
+    );
+    let ctx = OrgCtx::for_verified_member(org.id, user.id, Role::Owner);
+    let renamed = organisations::rename(t.db.primary(), &ctx, "Acme Ltd")
+        .await
+        .unwrap();
+    assert_eq!(renamed.name, "Acme Ltd");
+}
+
+async fn email_is_unique_case_insensitively(t: TestDb) {
+    signup(&t.db, "a@example.com", "One").await;
+    let err = users::create(
+        t.db.primary(),
+        users::NewUser {
+            email: "A@EXAMPLE.COM",
+            name: "x",
+            password_hash: None,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { field } if field == "email"),
+        "{err:?}"
+    );
+}
+
+async fn failed_transaction_leaves_nothing(t: TestDb) {
+    signup(&t.db, "first@example.com", "Taken").await;
+    // The user insert succeeds, the organisation's slug collides: neither may remain.
+    let err =
+        t.db.write(|txn| {
+            Box::pin(async move {
+                let user = users::create(
+                    txn,
+                    users::NewUser {
+                        email: "second@example.com",
+                        name: "x",
+                        password_hash: None,
+                    },
+                )
+                .await?;
+                organisations::create_with_owner(txn, "Taken", "taken", user.id).await?;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { field } if field == "slug"),
+        "{err:?}"
+    );
+    assert!(
+        users::find_for_login(t.db.primary(), "second@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn last_owner_cannot_leave(t: TestDb) {
+    let (owner, org) = signup(&t.db, "owner@example.com", "Solo").await;
+    let ctx = OrgCtx::for_verified_member(org.id, owner.id, Role::Owner);
+    let err = memberships::set_role(t.db.primary(), &ctx, owner.id, Role::Admin)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invariant(_)));
+    assert!(
+        memberships::remove(t.db.primary(), &ctx, owner.id)
+            .await
+            .is_err()
+    );
+    // With a second owner, the first may step down.
+    let other = users::create(
+        t.db.primary(),
+        users::NewUser {
+            email: "two@example.com",
+            name: "Two",
+            password_hash: None,
+        },
+    )
+    .await
+    .unwrap();
+    memberships::add(t.db.primary(), &ctx, other.id, Role::Owner)
+        .await
+        .unwrap();
+    memberships::set_role(t.db.primary(), &ctx, owner.id, Role::Admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        memberships::role_of(t.db.primary(), org.id, owner.id)
+            .await
+            .unwrap(),
+        Some(Role::Admin)
+    );
+}
+
+async fn members_are_scoped_to_their_organisation(t: TestDb) {
+    let (alice, a) = signup(&t.db, "alice@a.example", "OrgA").await;
+    let (bob, b) = signup(&t.db, "bob@b.example", "OrgB").await;
+    let ctx_a = OrgCtx::for_verified_member(a.id, alice.id, Role::Owner);
+    let ctx_b = OrgCtx::for_verified_member(b.id, bob.id, Role::Owner);
+    let in_a = memberships::list(t.db.primary(), &ctx_a).await.unwrap();
+    assert_eq!(
+        in_a.iter().map(|m| m.email.as_str()).collect::<Vec<_>>(),
+        ["alice@a.example"]
+    );
+    // Removing "bob" through org A's scope cannot touch org B.
+    assert!(matches!(
+        memberships::remove(t.db.primary(), &ctx_a, bob.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        memberships::list(t.db.primary(), &ctx_b)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        memberships::role_of(t.db.primary(), a.id, bob.id)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn audit_chain_verifies_and_detects_tampering(t: TestDb) {
+    let (user, org) = signup(&t.db, "audit@example.com", "Audited").await;
+    for i in 0..5 {
+        let ev = NewAuditEvent::new(
+            Some(org.id),
+            Actor::User(user.id),
+            format!("thing.changed.{i}"),
+        )
+        .resource("thing", i);
+        audit::append(t.db.primary(), ev).await.unwrap();
+    }
+    let report = audit::verify_chain(t.db.primary(), Some(org.id))
+        .await
+        .unwrap();
+    assert_eq!(report.events_checked, 5);
+    assert_eq!(report.first_broken, None);
+
+    t.db.primary()
+        .execute_unprepared("UPDATE audit_events SET action = 'nothing.happened' WHERE seq = 3")
+        .await
+        .unwrap();
+    let report = audit::verify_chain(t.db.primary(), Some(org.id))
+        .await
+        .unwrap();
+    let broken = report.first_broken.expect("tampering detected");
+    assert_eq!(broken.seq, 3);
+    assert!(broken.event_id.is_some());
+    assert_eq!(report.events_checked, 2);
+}
+
+async fn audit_chain_detects_deleted_events(t: TestDb) {
+    let (user, org) = signup(&t.db, "del@example.com", "Deleted").await;
+    for i in 0..4 {
+        audit::append(
+            t.db.primary(),
+            NewAuditEvent::new(Some(org.id), Actor::User(user.id), format!("a{i}")),
+        )
+        .await
+        .unwrap();
+    }
+    t.db.primary()
+        .execute_unprepared("DELETE FROM audit_events WHERE seq = 4")
+        .await
+        .unwrap();
+    let tail = audit::verify_chain(t.db.primary(), Some(org.id))
+        .await
+        .unwrap();
+    assert!(
+        tail.first_broken
+            .unwrap()
+            .reason
+            .contains("removed from the end")
+    );
+    t.db.primary()
+        .execute_unprepared("DELETE FROM audit_events WHERE seq = 2")
+        .await
+        .unwrap();
+    let middle = audit::verify_chain(t.db.primary(), Some(org.id))
+        .await
+        .unwrap();
+    assert_eq!(middle.first_broken.unwrap().seq, 2);
+}
+
+async fn audit_appends_concurrently_without_forking(t: TestDb) {
+    let (user, org) = signup(&t.db, "conc@example.com", "Concurrent").await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let db = t.db.clone();
+        tasks.push(tokio::spawn(async move {
+            db.write(move |txn| {
+                Box::pin(async move {
+                    audit::append(
+                        txn,
+                        NewAuditEvent::new(Some(org.id), Actor::User(user.id), format!("c{i}")),
+                    )
+                    .await
+                })
+            })
+            .await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let report = audit::verify_chain(t.db.primary(), Some(org.id))
+        .await
+        .unwrap();
+    assert_eq!(report.events_checked, 20);
+    assert_eq!(report.first_broken, None);
+}
+
+async fn audit_list_is_org_scoped_and_paginated(t: TestDb) {
+    let (alice, a) = signup(&t.db, "la@example.com", "ListA").await;
+    let (bob, b) = signup(&t.db, "lb@example.com", "ListB").await;
+    for i in 0..5 {
+        audit::append(
+            t.db.primary(),
+            NewAuditEvent::new(Some(a.id), Actor::User(alice.id), format!("a.{i}")),
+        )
+        .await
+        .unwrap();
+    }
+    audit::append(
+        t.db.primary(),
+        NewAuditEvent::new(Some(b.id), Actor::User(bob.id), "b.secret"),
+    )
+    .await
+    .unwrap();
+    let ctx_a = OrgCtx::for_verified_member(a.id, alice.id, Role::Owner);
+    let page1 = audit::list(t.db.primary(), &ctx_a, &AuditFilter::default(), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        page1.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["a.4", "a.3", "a.2"]
+    );
+    let page2 = audit::list(
+        t.db.primary(),
+        &ctx_a,
+        &AuditFilter {
+            before_seq: Some(page1[2].seq),
+            ..Default::default()
+        },
+        3,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        page2.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["a.1", "a.0"]
+    );
+    assert!(page1.iter().chain(&page2).all(|e| e.org_id == Some(a.id)));
+}
+
+async fn reads_fall_back_to_primary_when_replica_is_down(t: TestDb) {
+    if t.settings.url.backend() != Backend::Postgres {
+        return; // replicas are a PostgreSQL feature
+    }
+    let (user, _) = signup(&t.db, "replica@example.com", "Replica").await;
+    let mut settings: DbSettings = t.settings.clone();
+    // Nothing listens on port 1: every replica read fails to connect.
+    settings.read_urls =
+        vec![assay_store::DatabaseUrl::parse("postgres://nobody@127.0.0.1:1/none").unwrap()];
+    settings.acquire_timeout = std::time::Duration::from_millis(500);
+    let db = Db::connect(&settings).await.unwrap();
+    let found = db
+        .read(|conn| async move { users::find_for_login(&conn, "replica@example.com").await })
+        .await
+        .unwrap()
+        .expect("user read through the fallback");
+    assert_eq!(found.0.id, user.id);
+}
+
+async fn ping_reports_latency_and_pool(t: TestDb) {
+    let latency = t.db.ping(std::time::Duration::from_secs(2)).await.unwrap();
+    assert!(latency < std::time::Duration::from_secs(2));
+    let pool = t.db.pool_status();
+    assert!(pool.max >= 1 && pool.size >= 1, "{pool:?} on {}", t.label());
+    if t.settings.url.backend() == Backend::Sqlite {
+        let row =
+            t.db.primary()
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    "PRAGMA journal_mode",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            row.try_get_by_index::<String>(0).unwrap().to_lowercase(),
+            "wal"
+        );
+        let fk =
+            t.db.primary()
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    "PRAGMA foreign_keys",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(fk.try_get_by_index::<i32>(0).unwrap(), 1);
+    }
+}
