@@ -1,0 +1,121 @@
+//! Detectors: each family of rules runs over the normalised or the words view and pushes
+//! findings whose spans are already translated back to the original text.
+
+pub(crate) mod disallowed;
+pub(crate) mod encoded;
+pub(crate) mod injection;
+pub(crate) mod pii;
+pub(crate) mod secrets;
+
+use crate::finding::{Finding, Span, masked_preview, phrase_preview};
+use crate::rule::Rule;
+use crate::view::OffsetMap;
+use regex::Regex;
+
+/// The views of one text and the findings collected so far.
+pub(crate) struct Ctx<'a> {
+    pub norm: &'a str,
+    pub norm_map: &'a OffsetMap,
+    pub words: &'a str,
+    pub words_map: &'a OffsetMap,
+    pub out: Vec<Finding>,
+}
+
+impl Ctx<'_> {
+    /// A PII or secret match in the normalised view; the preview is masked.
+    pub fn value(&mut self, rule: Rule, start: usize, end: usize) {
+        let span = self.norm_map.map(start, end);
+        let preview = masked_preview(rule, &self.norm[start..end]);
+        self.out.push(Finding::new(rule, span, preview));
+    }
+
+    /// A phrase match in the normalised view.
+    pub fn phrase(&mut self, rule: Rule, start: usize, end: usize) {
+        let span = self.norm_map.map(start, end);
+        let preview = phrase_preview(&self.norm[start..end]);
+        self.out.push(Finding::new(rule, span, preview));
+    }
+
+    /// A phrase match in the words view.
+    pub fn words_phrase(&mut self, rule: Rule, start: usize, end: usize) {
+        let n = self.words_map.map(start, end);
+        let span = self.norm_map.map(n.start, n.end);
+        let preview = phrase_preview(&self.words[start..end]);
+        self.out.push(Finding::new(rule, span, preview));
+    }
+
+    pub fn raw(&mut self, finding: Finding) {
+        self.out.push(finding);
+    }
+
+    pub fn overlaps_secret(&self, span: Span) -> bool {
+        self.out
+            .iter()
+            .any(|f| f.category == crate::rule::Category::Secret && f.span.overlaps(&span))
+    }
+}
+
+/// Compile a built-in pattern; they are constants, so failure is a programming error
+/// caught by every test run.
+pub(crate) fn re(pattern: &str) -> Regex {
+    Regex::new(pattern).unwrap_or_else(|e| panic!("built-in pattern {pattern:?}: {e}"))
+}
+
+pub(crate) fn prev_char(text: &str, at: usize) -> Option<char> {
+    text[..at].chars().next_back()
+}
+
+pub(crate) fn next_char(text: &str, at: usize) -> Option<char> {
+    text[at..].chars().next()
+}
+
+/// The ASCII digits of `s`, dropping separators.
+pub(crate) fn digits(s: &str) -> Vec<u8> {
+    s.bytes().filter(u8::is_ascii_digit).collect()
+}
+
+/// Separators between digit groups are all the same character (or absent): `4111 1111`
+/// and `4111-1111` are numbers, `4111 1111-1111` is more likely two things.
+pub(crate) fn consistent_separators(s: &str) -> bool {
+    let mut seps = s.bytes().filter(|b| !b.is_ascii_alphanumeric());
+    match seps.next() {
+        None => true,
+        Some(first) => seps.all(|b| b == first),
+    }
+}
+
+/// A phrase match in the words view must start and end on word boundaries.
+pub(crate) fn on_word_boundaries(words: &str, start: usize, end: usize) -> bool {
+    let b = words.as_bytes();
+    (start == 0 || b[start - 1] == b' ') && (end == b.len() || b[end] == b' ')
+}
+
+/// Assertions shared by the detector tests: the matched text, not just the rule, is checked.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::{Rule, Scanner};
+
+    fn found(text: &str) -> Vec<(Rule, String)> {
+        Scanner::shared()
+            .scan(text)
+            .into_iter()
+            .map(|f| (f.rule, text[f.span.start..f.span.end].to_owned()))
+            .collect()
+    }
+
+    pub(crate) fn has(text: &str, rule: Rule, matched: &str) {
+        let f = found(text);
+        assert!(
+            f.iter().any(|(r, m)| *r == rule && m == matched),
+            "expected {rule} on {matched:?} in {text:?}, got {f:?}"
+        );
+    }
+
+    pub(crate) fn lacks(text: &str, rule: Rule) {
+        let f = found(text);
+        assert!(
+            !f.iter().any(|(r, _)| *r == rule),
+            "unexpected {rule} in {text:?}: {f:?}"
+        );
+    }
+}

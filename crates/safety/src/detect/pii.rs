@@ -1,0 +1,278 @@
+//! Personal data: e-mail addresses, phone numbers (UK, E.164, North American), payment
+//! cards (Luhn), IBANs (mod-97), UK National Insurance and NHS numbers, US SSNs, IP
+//! addresses. Regexes find candidates; `checks` decides.
+
+use super::{Ctx, consistent_separators, digits, next_char, prev_char, re};
+use crate::checks;
+use crate::rule::Rule;
+use regex::Regex;
+use std::net::Ipv6Addr;
+
+pub(crate) struct PiiRules {
+    email: Regex,
+    phone: Regex,
+    card: Regex,
+    iban: Regex,
+    nino: Regex,
+    nhs: Regex,
+    ssn: Regex,
+    ipv4: Regex,
+    ipv6: Regex,
+}
+
+const B: &str = r"(?-u:\b)";
+
+impl PiiRules {
+    pub fn new() -> Self {
+        let octet = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+        Self {
+            email: re(&format!(
+                r"{B}[A-Za-z0-9._%+-]{{1,64}}@(?:[A-Za-z0-9-]{{1,63}}\.){{1,8}}[A-Za-z]{{2,24}}{B}"
+            )),
+            // International (+CC ...), UK national (0...), North American ((NXX) NXX-XXXX).
+            phone: re(&format!(
+                r"\+[1-9][0-9 ().-]{{6,20}}[0-9]|{B}0[1-35789][0-9 -]{{8,12}}[0-9]{B}|\(0[1-35789][0-9]{{1,4}}\) ?[0-9]{{3,4}}[ -]?[0-9]{{3,4}}{B}|(?:\([2-9][0-9]{{2}}\) ?|{B}[2-9][0-9]{{2}}[-. ])[2-9][0-9]{{2}}[-. ][0-9]{{4}}{B}"
+            )),
+            card: re(&format!(r"{B}[0-9](?:[ -]?[0-9]){{12,18}}{B}")),
+            iban: re(&format!(
+                r"{B}[A-Z]{{2}}[0-9]{{2}}(?: ?[A-Z0-9]){{11,30}}{B}"
+            )),
+            nino: re(&format!(
+                r"{B}[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{{2}} ?[0-9]{{2}} ?[0-9]{{2}} ?[A-D]{B}"
+            )),
+            nhs: re(&format!(r"{B}[0-9]{{3}}[ -]?[0-9]{{3}}[ -]?[0-9]{{4}}{B}")),
+            ssn: re(&format!(
+                r"{B}([0-9]{{3}})[- ]([0-9]{{2}})[- ]([0-9]{{4}}){B}"
+            )),
+            ipv4: re(&format!(r"{B}(?:{octet}\.){{3}}{octet}{B}")),
+            ipv6: re(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.[0-9]{1,3}){0,3}"),
+        }
+    }
+
+    pub fn detect(&self, ctx: &mut Ctx<'_>) {
+        let text = ctx.norm;
+        if memchr::memchr(b'@', text.as_bytes()).is_some() {
+            for m in self.email.find_iter(text) {
+                let local = &m.as_str()[..m.as_str().find('@').unwrap_or(0)];
+                if !local.starts_with('.') && !local.ends_with('.') && !local.contains("..") {
+                    ctx.value(Rule::PiiEmail, m.start(), m.end());
+                }
+            }
+        }
+        let has_digit = text.bytes().any(|b| b.is_ascii_digit());
+        if !has_digit {
+            return;
+        }
+        for m in self.card.find_iter(text) {
+            if consistent_separators(m.as_str()) && checks::is_card(&digits(m.as_str())) {
+                ctx.value(Rule::PiiCard, m.start(), m.end());
+            }
+        }
+        for m in self.nhs.find_iter(text) {
+            if consistent_separators(m.as_str()) && checks::is_nhs_number(&digits(m.as_str())) {
+                ctx.value(Rule::PiiNhsNumber, m.start(), m.end());
+            }
+        }
+        for c in self.ssn.captures_iter(text) {
+            let n = |i: usize| c[i].parse::<u32>().unwrap_or(0);
+            let m = c.get(0).expect("whole match");
+            if consistent_separators(m.as_str()) && checks::is_us_ssn(n(1), n(2), n(3)) {
+                ctx.value(Rule::PiiUsSsn, m.start(), m.end());
+            }
+        }
+        self.detect_iban(ctx);
+        for m in self.nino.find_iter(text) {
+            let compact: Vec<u8> = m.as_str().bytes().filter(|b| *b != b' ').collect();
+            if checks::is_uk_nino(&compact) {
+                ctx.value(Rule::PiiUkNino, m.start(), m.end());
+            }
+        }
+        for m in self.phone.find_iter(text) {
+            if is_phone(text, m.start(), m.as_str()) {
+                ctx.value(Rule::PiiPhone, m.start(), m.end());
+            }
+        }
+        for m in self.ipv4.find_iter(text) {
+            // `1.2.3.4.5` is a version number, not an address.
+            let before = &text.as_bytes()[..m.start()];
+            let after = &text.as_bytes()[m.end()..];
+            let dotted_before = before.len() >= 2
+                && before[before.len() - 1] == b'.'
+                && before[before.len() - 2].is_ascii_digit();
+            let dotted_after = after.len() >= 2 && after[0] == b'.' && after[1].is_ascii_digit();
+            if !dotted_before && !dotted_after {
+                ctx.value(Rule::PiiIpv4, m.start(), m.end());
+            }
+        }
+        if memchr::memchr(b':', text.as_bytes()).is_some() {
+            self.detect_ipv6(ctx);
+        }
+    }
+
+    fn detect_iban(&self, ctx: &mut Ctx<'_>) {
+        let text = ctx.norm;
+        for m in self.iban.find_iter(text) {
+            // The candidate may run on into a following upper-case word; take exactly the
+            // country's length of characters where that is known.
+            let chars: Vec<(usize, u8)> = m
+                .as_str()
+                .bytes()
+                .enumerate()
+                .filter(|(_, b)| *b != b' ')
+                .collect();
+            let take = checks::iban_expected_length(&m.as_str().as_bytes()[..2])
+                .unwrap_or(chars.len())
+                .min(chars.len());
+            let compact: Vec<u8> = chars[..take].iter().map(|&(_, b)| b).collect();
+            if checks::is_iban(&compact) {
+                let end = m.start() + chars[take - 1].0 + 1;
+                ctx.value(Rule::PiiIban, m.start(), end);
+            }
+        }
+    }
+
+    fn detect_ipv6(&self, ctx: &mut Ctx<'_>) {
+        let text = ctx.norm;
+        for m in self.ipv6.find_iter(text) {
+            let mut cand = m.as_str();
+            let start = m.start();
+            while cand.ends_with(':') && !cand.ends_with("::") {
+                cand = &cand[..cand.len() - 1];
+            }
+            let end = start + cand.len();
+            let groups = cand.split(':').filter(|g| !g.is_empty()).count();
+            let bounded = !prev_char(text, start)
+                .is_some_and(|c| c.is_alphanumeric() || c == ':' || c == '.')
+                && !next_char(text, end).is_some_and(|c| c.is_alphanumeric() || c == ':');
+            if bounded && groups >= 2 && cand.parse::<Ipv6Addr>().is_ok() {
+                ctx.value(Rule::PiiIpv6, start, end);
+            }
+        }
+    }
+}
+
+/// Decide whether a phone candidate is a plausible number for its format.
+fn is_phone(text: &str, start: usize, cand: &str) -> bool {
+    let d = digits(cand);
+    if prev_char(text, start).is_some_and(|c| c.is_ascii_alphanumeric()) {
+        return false;
+    }
+    if cand.contains("..") || cand.contains("--") || cand.contains("  ") {
+        return false;
+    }
+    let opens = cand.matches('(').count();
+    if opens != cand.matches(')').count() || opens > 1 {
+        return false;
+    }
+    if cand.starts_with('+') {
+        // E.164: up to 15 digits including the country code.
+        (8..=15).contains(&d.len())
+    } else if d[0] == b'0' {
+        // UK national numbers: 0 then 9 or 10 digits.
+        (10..=11).contains(&d.len())
+    } else {
+        d.len() == 10
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Rule;
+    use crate::detect::test_support::{has, lacks};
+
+    #[test]
+    fn emails() {
+        has(
+            "mail jane.doe+tag@example.co.uk today",
+            Rule::PiiEmail,
+            "jane.doe+tag@example.co.uk",
+        );
+        lacks("ping me @ the office", Rule::PiiEmail);
+        lacks("user@localhost has no TLD", Rule::PiiEmail);
+    }
+
+    #[test]
+    fn phones() {
+        has(
+            "Call +44 20 7946 0958 now",
+            Rule::PiiPhone,
+            "+44 20 7946 0958",
+        );
+        has("E.164 +14155552671.", Rule::PiiPhone, "+14155552671");
+        has("Office: 020 7946 0958", Rule::PiiPhone, "020 7946 0958");
+        has("mobile 07700 900123", Rule::PiiPhone, "07700 900123");
+        has("US (415) 555-2671", Rule::PiiPhone, "(415) 555-2671");
+        lacks("released on 2024-01-15 as version 3", Rule::PiiPhone);
+        lacks("+12 is not a number", Rule::PiiPhone);
+    }
+
+    #[test]
+    fn cards() {
+        has(
+            "card 4111 1111 1111 1111 exp",
+            Rule::PiiCard,
+            "4111 1111 1111 1111",
+        );
+        has("amex 3782-822463-10005", Rule::PiiCard, "3782-822463-10005");
+        lacks("card 4111 1111 1111 1112 exp", Rule::PiiCard);
+        lacks("order 1234567812345670", Rule::PiiCard);
+    }
+
+    #[test]
+    fn ibans() {
+        has(
+            "pay GB82 WEST 1234 5698 7654 32 ASAP",
+            Rule::PiiIban,
+            "GB82 WEST 1234 5698 7654 32",
+        );
+        has(
+            "DE89370400440532013000",
+            Rule::PiiIban,
+            "DE89370400440532013000",
+        );
+        lacks("pay GB82 WEST 1234 5698 7654 33", Rule::PiiIban);
+    }
+
+    #[test]
+    fn ninos() {
+        has("NI number AB 12 34 56 C.", Rule::PiiUkNino, "AB 12 34 56 C");
+        lacks("sample QQ123456C", Rule::PiiUkNino);
+        lacks("prefix GB123456A", Rule::PiiUkNino);
+    }
+
+    #[test]
+    fn nhs_numbers() {
+        has("NHS no 943 476 5919", Rule::PiiNhsNumber, "943 476 5919");
+        lacks("NHS no 943 476 5918", Rule::PiiNhsNumber);
+    }
+
+    #[test]
+    fn ssns() {
+        has("SSN 536-22-1234", Rule::PiiUsSsn, "536-22-1234");
+        lacks("SSN 666-22-1234", Rule::PiiUsSsn);
+        lacks("SSN 536-00-1234", Rule::PiiUsSsn);
+        lacks("SSN 912-22-1234", Rule::PiiUsSsn);
+    }
+
+    #[test]
+    fn ip_addresses() {
+        has("host 192.168.10.1 down", Rule::PiiIpv4, "192.168.10.1");
+        lacks("version 1.2.3.4.5", Rule::PiiIpv4);
+        lacks("999.1.1.1", Rule::PiiIpv4);
+        has(
+            "addr 2001:db8::8a2e:370:7334 up",
+            Rule::PiiIpv6,
+            "2001:db8::8a2e:370:7334",
+        );
+        has("mapped ::ffff:192.0.2.1", Rule::PiiIpv6, "::ffff:192.0.2.1");
+        lacks("at 10:30:45 we met", Rule::PiiIpv6);
+        lacks("std::vector and a::b", Rule::PiiIpv6);
+        lacks("mac 00:1A:2B:3C:4D:5E", Rule::PiiIpv6);
+    }
+
+    #[test]
+    fn fullwidth_digits_are_normalised() {
+        let text = "card ４１１１ １１１１ １１１１ １１１１ end";
+        has(text, Rule::PiiCard, "４１１１ １１１１ １１１１ １１１１");
+    }
+}

@@ -1,0 +1,275 @@
+//! Credentials: cloud and SaaS API keys and tokens with recognisable shapes, PEM private
+//! key blocks and JWTs. Each pattern starts with a literal prefix, so the regex engine's
+//! prefilter skips ordinary text at memchr speed.
+
+use super::{Ctx, re};
+use crate::rule::Rule;
+use base64::Engine;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use regex::Regex;
+
+pub(crate) struct SecretRules {
+    shaped: Vec<(Rule, Regex)>,
+    aws_secret: Regex,
+    jwt: Regex,
+    pem_begin: Regex,
+    pem_end: Regex,
+    pem_line: Regex,
+}
+
+const B: &str = r"(?-u:\b)";
+
+/// base64url as used by JWTs, with or without padding.
+pub(crate) const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+impl SecretRules {
+    pub fn new() -> Self {
+        let shaped = vec![
+            (
+                Rule::SecretAwsAccessKey,
+                re(&format!(
+                    r"{B}(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)[A-Z0-9]{{16}}{B}"
+                )),
+            ),
+            (
+                Rule::SecretGithubToken,
+                re(&format!(
+                    r"{B}(?:gh[pousr]_[A-Za-z0-9]{{36,251}}|github_pat_[A-Za-z0-9_]{{22,250}}){B}"
+                )),
+            ),
+            (
+                Rule::SecretOpenaiKey,
+                re(&format!(
+                    r"{B}sk-(?:(?:proj|svcacct|admin)-)?[A-Za-z0-9_-]{{20,250}}"
+                )),
+            ),
+            (
+                Rule::SecretGoogleApiKey,
+                re(&format!(r"{B}AIza[0-9A-Za-z_-]{{35}}")),
+            ),
+            (
+                Rule::SecretSlackToken,
+                re(&format!(r"{B}xox[baprs]-[0-9A-Za-z-]{{10,250}}")),
+            ),
+            (
+                Rule::SecretStripeKey,
+                re(&format!(
+                    r"{B}(?:(?:sk|rk)_(?:live|test)|pk_live)_[0-9A-Za-z]{{10,247}}{B}"
+                )),
+            ),
+        ];
+        Self {
+            shaped,
+            aws_secret: re(
+                r#"(?i)(?:(?:aws[_. -]?)?secret[_. -]?access[_. -]?key|aws[_. -]?secret[_. -]?key)["']?[ \t]*(?::|=>?)[ \t]*["']?([A-Za-z0-9/+]{40})"#,
+            ),
+            jwt: re(&format!(
+                r"{B}(eyJ[A-Za-z0-9_-]{{8,}}={{0,2}})\.[A-Za-z0-9_-]{{8,}}={{0,2}}\.[A-Za-z0-9_-]*"
+            )),
+            pem_begin: re(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"),
+            pem_end: re(r"-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"),
+            pem_line: re(
+                r"\A(?:\r?\n|[ \t]*[A-Za-z0-9+/=]{1,100}[ \t]*(?:\r?\n|\z)|[A-Za-z-]+: [^\r\n]{0,200}\r?\n)",
+            ),
+        }
+    }
+
+    /// Returns the start (normalised view) of a private-key block whose END line has not
+    /// been seen, so a stream can hold it back until it has.
+    pub fn detect(&self, ctx: &mut Ctx<'_>) -> Option<usize> {
+        let text = ctx.norm;
+        for (rule, regex) in &self.shaped {
+            for m in regex.find_iter(text) {
+                if *rule == Rule::SecretOpenaiKey && !looks_random(m.as_str()) {
+                    continue;
+                }
+                ctx.value(*rule, m.start(), m.end());
+            }
+        }
+        self.detect_aws_secret(ctx);
+        for c in self.jwt.captures_iter(text) {
+            let m = c.get(0).expect("whole match");
+            if jwt_header_has_alg(&c[1]) {
+                ctx.value(Rule::SecretJwt, m.start(), m.end());
+            }
+        }
+        self.detect_pem(ctx)
+    }
+
+    fn detect_aws_secret(&self, ctx: &mut Ctx<'_>) {
+        let text = ctx.norm;
+        // Cheap gate: the assignment always names the key.
+        let lower_has = |needle: &[u8]| {
+            memchr::memmem::find_iter(text.as_bytes(), needle)
+                .next()
+                .is_some()
+        };
+        if !(lower_has(b"ecret") || lower_has(b"ECRET")) {
+            return;
+        }
+        for c in self.aws_secret.captures_iter(text) {
+            let Some(v) = c.get(1) else { continue };
+            let next = text[v.end()..].bytes().next();
+            if next.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'+') {
+                continue;
+            }
+            ctx.value(Rule::SecretAwsSecretKey, v.start(), v.end());
+        }
+    }
+
+    fn detect_pem(&self, ctx: &mut Ctx<'_>) -> Option<usize> {
+        let text = ctx.norm;
+        let mut open = None;
+        let mut from = 0;
+        while let Some(begin) = self.pem_begin.find_at(text, from) {
+            match self.pem_end.find_at(text, begin.end()) {
+                Some(end) => {
+                    ctx.value(Rule::SecretPrivateKey, begin.start(), end.end());
+                    from = end.end();
+                }
+                None => {
+                    // No END line: redact the header and the key-body lines that follow.
+                    let mut at = begin.end();
+                    while let Some(line) = self.pem_line.find(&text[at..]) {
+                        if line.is_empty() {
+                            break;
+                        }
+                        at += line.end();
+                    }
+                    let body_end = at - (text[..at].len() - text[..at].trim_end().len());
+                    ctx.value(
+                        Rule::SecretPrivateKey,
+                        begin.start(),
+                        body_end.max(begin.end()),
+                    );
+                    open = Some(begin.start());
+                    break;
+                }
+            }
+        }
+        open
+    }
+}
+
+/// Real keys mix letters and digits; `sk-this-is-a-long-name` does not.
+fn looks_random(s: &str) -> bool {
+    let body = s.trim_start_matches("sk-");
+    body.bytes().any(|b| b.is_ascii_digit())
+        && body.bytes().any(|b| b.is_ascii_uppercase())
+        && body.bytes().any(|b| b.is_ascii_lowercase())
+}
+
+/// A JWT's first part is base64url JSON with an `alg` member.
+fn jwt_header_has_alg(part: &str) -> bool {
+    URL_SAFE_LENIENT
+        .decode(part.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|v| v.get("alg").is_some_and(serde_json::Value::is_string))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Rule;
+    use crate::detect::test_support::{has, lacks};
+
+    #[test]
+    fn aws_keys() {
+        has(
+            "key AKIAIOSFODNN7EXAMPLE here",
+            Rule::SecretAwsAccessKey,
+            "AKIAIOSFODNN7EXAMPLE",
+        );
+        has(
+            "ASIAY34FZKBOKMUTVV7A",
+            Rule::SecretAwsAccessKey,
+            "ASIAY34FZKBOKMUTVV7A",
+        );
+        lacks("AKIAIOSFODNN7EXAMPL", Rule::SecretAwsAccessKey);
+        lacks("XAKIAIOSFODNN7EXAMPLE", Rule::SecretAwsAccessKey);
+        has(
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+            Rule::SecretAwsSecretKey,
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        );
+        has(
+            r#"{"AwsSecretKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}"#,
+            Rule::SecretAwsSecretKey,
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        );
+        lacks("secret_access_key = tooShort", Rule::SecretAwsSecretKey);
+    }
+
+    #[test]
+    fn tokens() {
+        has(
+            "t=ghp_abcdefghijklmnopqrstuvwxyz0123456789 ok",
+            Rule::SecretGithubToken,
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        );
+        let pat = format!("github_pat_11ABCDEFG0{}", "a1B2c3D4e5".repeat(7));
+        has(&pat, Rule::SecretGithubToken, &pat);
+        lacks("ghp_short", Rule::SecretGithubToken);
+        has(
+            "OPENAI_API_KEY=sk-proj-Abc123Def456Ghi789Jkl012Mno345",
+            Rule::SecretOpenaiKey,
+            "sk-proj-Abc123Def456Ghi789Jkl012Mno345",
+        );
+        lacks(
+            "use the sk-learn-compatible-wrapper-library",
+            Rule::SecretOpenaiKey,
+        );
+        has(
+            "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            Rule::SecretGoogleApiKey,
+            "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+        );
+        has(
+            "xoxb-123456789012-abcdefABCDEF",
+            Rule::SecretSlackToken,
+            "xoxb-123456789012-abcdefABCDEF",
+        );
+        lacks("xoxo-hugs-and-kisses-forever", Rule::SecretSlackToken);
+        has(
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            Rule::SecretStripeKey,
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+        );
+        lacks("pk_test_TYooMQauvdEDq54NiTphI7jx", Rule::SecretStripeKey);
+    }
+
+    #[test]
+    fn private_keys() {
+        let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\nKUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQ==\n-----END RSA PRIVATE KEY-----";
+        has(
+            &format!("here:\n{key}\nthanks"),
+            Rule::SecretPrivateKey,
+            key,
+        );
+        let truncated = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\nAAAAMwAAAAtzc2gtZWQyNTUxOQ";
+        has(
+            &format!("{truncated}\n\nThat was all of it."),
+            Rule::SecretPrivateKey,
+            truncated,
+        );
+        lacks(
+            "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----",
+            Rule::SecretPrivateKey,
+        );
+    }
+
+    #[test]
+    fn jwts() {
+        let jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        has(&format!("Bearer {jwt}"), Rule::SecretJwt, jwt);
+        // Header without "alg" is not a JWT.
+        lacks(
+            "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
+            Rule::SecretJwt,
+        );
+    }
+}
