@@ -88,6 +88,8 @@ mod checks;
 mod detect;
 mod error;
 mod finding;
+#[doc(hidden)]
+pub mod fuzzing;
 mod policy;
 mod redact;
 mod rule;
