@@ -1,1 +1,212 @@
-//! assay-api
+//! Assay's HTTP API (axum + tower-http).
+//!
+//! [`App::start`] opens the database (migrating it unless told not to), connects Redis when
+//! configured and builds the router on an already-bound listener, so tests bind port 0.
+//! [`App::run_until_stopped`] serves (HTTPS when `tls.cert`/`tls.key` are set) until the
+//! shutdown future resolves, then drains: readiness turns 503, no new connections are
+//! accepted, in-flight requests get up to `server.drain_timeout_secs` to finish.
+
+pub mod error;
+pub mod request_id;
+pub mod routes;
+mod security_headers;
+pub mod state;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use assay_config::{Config, Problem};
+use assay_store::{Db, StoreError};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+/// Why the server could not start. The binary prints these and exits non-zero.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Config(Vec<Problem>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("redis.url: {0}")]
+    Redis(String),
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+    #[error("listener: {0}")]
+    Listener(std::io::Error),
+}
+
+/// Whether `App::start` applies pending migrations or only checks that none are pending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MigrationPolicy {
+    Apply,
+    RequireCurrent,
+}
+
+/// A started (bound, connected) application, ready to serve.
+pub struct App {
+    state: AppState,
+    listener: std::net::TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl App {
+    pub async fn start(
+        config: Config,
+        listener: std::net::TcpListener,
+        migrations: MigrationPolicy,
+    ) -> Result<App, StartupError> {
+        let problems = config.problems();
+        if !problems.is_empty() {
+            return Err(StartupError::Config(problems));
+        }
+        let settings = config.db_settings().map_err(StartupError::Config)?;
+        let db = Db::connect(&settings).await?;
+        match migrations {
+            MigrationPolicy::Apply => {
+                db.migrate_up().await?;
+            }
+            MigrationPolicy::RequireCurrent => db.ensure_migrated().await?,
+        }
+        let redis = match &config.redis.url {
+            Some(url) => Some(
+                assay_infra::redis_conn::connect_lazy(url)
+                    .map_err(|e| StartupError::Redis(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let local_addr = listener.local_addr().map_err(StartupError::Listener)?;
+        let state = AppState::new(db, redis, Arc::new(config));
+        Ok(App {
+            state,
+            listener,
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serve until `shutdown` resolves, then drain and return. `Ok` means a clean stop.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let App {
+            state,
+            listener,
+            local_addr,
+        } = self;
+        let cfg = state.config();
+        let drain = Duration::from_secs(cfg.server.drain_timeout_secs);
+        let delay = Duration::from_secs(cfg.server.shutdown_delay_secs);
+        let tls = match (&cfg.tls.cert, &cfg.tls.key) {
+            (Some(cert), Some(key)) => {
+                // One crypto provider for the whole process; ignore "already installed".
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                Some(
+                    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                        .await
+                        .map_err(StartupError::Tls)?,
+                )
+            }
+            _ => None,
+        };
+        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let handle = axum_server::Handle::new();
+        {
+            let (handle, state) = (handle.clone(), state.clone());
+            tokio::spawn(async move {
+                shutdown.await;
+                tracing::info!(
+                    drain_secs = drain.as_secs(),
+                    "shutdown requested: readiness off, draining"
+                );
+                state.begin_draining();
+                // Give load balancers time to see readiness fail before connections stop.
+                tokio::time::sleep(delay).await;
+                handle.graceful_shutdown(Some(drain));
+            });
+        }
+        tracing::info!(addr = %local_addr, tls = tls.is_some(), "assay listening");
+        let served = match tls {
+            Some(tls) => {
+                axum_server::from_tcp_rustls(listener, tls)
+                    .map_err(StartupError::Listener)?
+                    .handle(handle)
+                    .serve(app)
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(listener)
+                    .map_err(StartupError::Listener)?
+                    .handle(handle)
+                    .serve(app)
+                    .await
+            }
+        };
+        state.db().close().await;
+        tracing::info!("assay stopped");
+        served.map_err(StartupError::Listener)
+    }
+}
+
+/// The full router with its middleware stack.
+pub fn router(state: AppState) -> Router {
+    let cfg = state.config();
+    let body_limit = cfg.server.body_limit_bytes;
+    let timeout = Duration::from_secs(cfg.server.request_timeout_secs);
+    let cors = security_headers::cors(&cfg.cors);
+    let headers = security_headers::layers(cfg);
+
+    let api = Router::new()
+        .route("/health/live", get(routes::health::live))
+        .route("/health/ready", get(routes::health::ready))
+        .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED)
+        })
+        .with_state(state);
+
+    // Outermost first: the request id exists before anything logs or fails, and errors
+    // from every inner layer are rendered in the one JSON shape.
+    let stack = ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(request_id::assign))
+        .layer(axum::middleware::from_fn(error::render_errors))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let id = req.headers().get(&request_id::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal("a handler panicked").into_response()))
+        .layer(headers)
+        .option_layer(cors)
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit));
+    api.layer(stack)
+}
+
+/// The database behind a started app (tests and the CLI use it directly).
+pub fn db_of(app: &App) -> &Db {
+    app.state.db()
+}

@@ -1,1 +1,26 @@
-fn main() {}
+//! `assay`: the one binary. Serves the platform, migrates the database, checks
+//! configuration and verifies the audit log.
+//!
+//! Exit codes: 0 success; 1 runtime failure (database unreachable, audit chain broken...);
+//! 2 invalid configuration or usage.
+
+mod cli;
+mod telemetry;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(cli::run(args))
+}

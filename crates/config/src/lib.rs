@@ -60,6 +60,9 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub drain_timeout_secs: u64,
+    /// On shutdown, how long readiness reports 503 before the listener stops accepting
+    /// (time for a load balancer to take the node out; 0 locally).
+    pub shutdown_delay_secs: u64,
     /// TLS ends at a trusted reverse proxy in front of Assay (allows plain HTTP in production).
     pub behind_proxy: bool,
 }
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             body_limit_bytes: 2 * 1024 * 1024,
             request_timeout_secs: 30,
             drain_timeout_secs: 30,
+            shutdown_delay_secs: 0,
             behind_proxy: false,
         }
     }

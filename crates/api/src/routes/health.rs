@@ -1,0 +1,69 @@
+//! Liveness and readiness probes.
+//!
+//! `/health/live`: the process is up and serving (never touches dependencies, so a database
+//! outage does not get the process restarted). `/health/ready`: this node should receive
+//! traffic — the database answers a round trip in time and the node is not draining.
+//! Redis is reported but does not fail readiness: without it Assay degrades to in-process
+//! limits and cache.
+
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::time::Duration;
+
+/// How long readiness waits for the database before calling it down.
+const DB_PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+const REDIS_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+pub async fn live() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+pub async fn ready(State(state): State<AppState>) -> Response {
+    if state.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining" })),
+        )
+            .into_response();
+    }
+    let db = state.db();
+    let (db_ok, database) = match db.ping(DB_PROBE_TIMEOUT).await {
+        Ok(latency) => (
+            true,
+            json!({
+                "status": "up",
+                "backend": db.backend().as_str(),
+                "latency_ms": latency.as_secs_f64() * 1000.0,
+                "pool": db.pool_status(),
+            }),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database unavailable");
+            (
+                false,
+                json!({ "status": "down", "backend": db.backend().as_str(), "error": "the database did not answer" }),
+            )
+        }
+    };
+    metrics::gauge!("assay_db_up").set(if db_ok { 1.0 } else { 0.0 });
+    let mut checks = json!({ "database": database });
+    if let Some(redis) = state.redis() {
+        checks["redis"] = match assay_infra::redis_conn::ping(redis, REDIS_PROBE_TIMEOUT).await {
+            Ok(latency) => json!({ "status": "up", "latency_ms": latency.as_secs_f64() * 1000.0 }),
+            Err(_) => {
+                json!({ "status": "degraded", "note": "Redis is unreachable; limits and cache are in-process until it returns" })
+            }
+        };
+    }
+    let status = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({ "status": if db_ok { "ready" } else { "unavailable" }, "checks": checks });
+    (status, Json(body)).into_response()
+}

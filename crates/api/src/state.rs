@@ -1,0 +1,54 @@
+//! What every handler can reach: the database, Redis (when configured), the configuration
+//! and the process lifecycle (whether it is draining for shutdown).
+
+use assay_config::Config;
+use assay_infra::redis_conn::RedisConn;
+use assay_store::Db;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    redis: Option<RedisConn>,
+    config: Arc<Config>,
+    draining: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(db: Db, redis: Option<RedisConn>, config: Arc<Config>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                redis,
+                config,
+                draining: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub fn redis(&self) -> Option<&RedisConn> {
+        self.inner.redis.as_ref()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Shutdown has begun: readiness answers 503 so load balancers stop sending traffic.
+    pub fn begin_draining(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
+    }
+}
