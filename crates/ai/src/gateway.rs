@@ -1,0 +1,900 @@
+//! The gateway: cache, selection, resilient provider calls, validation, usage and metrics
+//! around one request, for complete and for streamed answers.
+
+use crate::AiError;
+use crate::breaker::{BreakerPermit, BreakerState};
+use crate::config::{AiConfig, CacheTtlConfig, RetryConfig};
+use crate::knowledge::KnowledgeSource;
+use crate::provider::{Completion, EventStream, ProviderRequest, StreamEvent};
+use crate::registry::{ModelEntry, Registry};
+use crate::select::select;
+use crate::types::{
+    AiRequest, AiResponse, AiStreamEvent, ChatMessage, FinishReason, MessageRole, ProviderKind,
+    ResponseMeta, TaskKind, Tier, TokenUsage,
+};
+use crate::usage::{UsageLedger, UsageOutcome, UsageRecord, UsageSink};
+use crate::{retry, telemetry, validate};
+use assay_core::{OrgId, UserId};
+use assay_infra::cache::TieredCache;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// A streamed answer: `Started`, `Delta`*, then `Done` or `Error`.
+pub type AiStream = BoxStream<'static, AiStreamEvent>;
+
+/// The AI gateway. Cheap to clone; clones share models, breakers, cache and ledger.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    cache: TieredCache,
+    ledger: UsageLedger,
+    retry: RetryConfig,
+    ttl: CacheTtlConfig,
+    deadline: Duration,
+    offline_fallback: bool,
+}
+
+/// What the cache keeps for an answer.
+#[derive(Serialize, Deserialize)]
+struct CachedAnswer {
+    text: String,
+    model: String,
+    provider: String,
+    provider_kind: ProviderKind,
+    finish: Option<FinishReason>,
+}
+
+/// Who asked for what, for usage records.
+#[derive(Clone, Copy)]
+struct Facts {
+    org_id: OrgId,
+    user_id: Option<UserId>,
+    task: TaskKind,
+    streamed: bool,
+}
+
+/// Wall time of a call and the part of it spent waiting on providers or backoffs; the
+/// rest is the gateway's own overhead.
+#[derive(Clone, Copy)]
+struct Clock {
+    start: Instant,
+    waited: Duration,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Self {
+            start: Instant::now(),
+            waited: Duration::ZERO,
+        }
+    }
+    fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+    fn overhead(&self) -> Duration {
+        self.elapsed().saturating_sub(self.waited)
+    }
+}
+
+/// Writes a `cancelled` usage record if the call's future is dropped before it finished.
+struct CancelGuard {
+    inner: Arc<Inner>,
+    facts: Facts,
+    tier: Tier,
+    model: Option<Arc<ModelEntry>>,
+    start: Instant,
+    armed: bool,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let r = self.inner.bare_record(
+                self.facts,
+                self.model.as_deref(),
+                self.tier,
+                self.start.elapsed(),
+                UsageOutcome::Cancelled,
+            );
+            self.inner.ledger.record(r);
+        }
+    }
+}
+
+/// The tenant-scoped cache key: org, task, tier, normalised messages and parameters.
+pub fn cache_key(req: &AiRequest, tier: Tier) -> String {
+    let mut h = Sha256::new();
+    h.update(b"assay-ai-v1\0");
+    h.update(req.org_id.0.as_bytes());
+    h.update(req.task.as_str().as_bytes());
+    h.update([0]);
+    h.update(tier.as_str().as_bytes());
+    for m in &req.messages {
+        let role: &[u8] = match m.role {
+            MessageRole::System => b"\0s\0",
+            MessageRole::User => b"\0u\0",
+            MessageRole::Assistant => b"\0a\0",
+        };
+        h.update(role);
+        // Whitespace differences do not make a different question.
+        for (i, w) in m.content.split_whitespace().enumerate() {
+            if i > 0 {
+                h.update(b" ");
+            }
+            h.update(w.as_bytes());
+        }
+    }
+    h.update(b"\0p\0");
+    h.update(
+        req.params
+            .temperature
+            .map_or(u32::MAX, f32::to_bits)
+            .to_le_bytes(),
+    );
+    h.update(
+        req.params
+            .max_output_tokens
+            .map_or(u32::MAX, |n| n)
+            .to_le_bytes(),
+    );
+    format!("ai:{}", hex::encode(h.finalize()))
+}
+
+fn provider_request(req: &AiRequest) -> ProviderRequest {
+    let mut messages = Vec::with_capacity(req.messages.len() + 1);
+    if let Some(instr) = validate::instruction(req.task) {
+        messages.push(ChatMessage::system(instr));
+    }
+    messages.extend(req.messages.iter().cloned());
+    ProviderRequest {
+        model: String::new(),
+        messages,
+        temperature: req.params.temperature,
+        max_output_tokens: req.params.max_output_tokens,
+        json_output: req.task.is_structured(),
+        task: req.task,
+    }
+}
+
+fn add_usage(a: Option<TokenUsage>, b: Option<TokenUsage>) -> Option<TokenUsage> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(TokenUsage {
+            input_tokens: a.input_tokens + b.input_tokens,
+            output_tokens: a.output_tokens + b.output_tokens,
+            cached_input_tokens: a.cached_input_tokens + b.cached_input_tokens,
+            estimated: a.estimated || b.estimated,
+        }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn estimate_usage(preq: &ProviderRequest, text: &str) -> TokenUsage {
+    TokenUsage::estimate(
+        preq.messages.iter().map(|m| m.content.len()).sum(),
+        text.len(),
+    )
+}
+
+fn single_stream(resp: AiResponse) -> AiStream {
+    let m = &resp.meta;
+    let events = vec![
+        AiStreamEvent::Started {
+            model: m.model.clone(),
+            provider: m.provider.clone(),
+            offline: m.offline,
+        },
+        AiStreamEvent::Delta(resp.text.clone()),
+        AiStreamEvent::Done(Box::new(resp.meta)),
+    ];
+    futures::stream::iter(events).boxed()
+}
+
+/// A model's stream once its first token arrived.
+struct OpenStream {
+    events: EventStream,
+    before_first: Vec<StreamEvent>,
+    first: String,
+    permit: BreakerPermit,
+    ttft: Duration,
+}
+
+impl Gateway {
+    /// Build the gateway. Must run inside a Tokio runtime (the usage writer is a task).
+    /// Fails only on configuration problems (the same list `AiConfig::problems` gives).
+    pub fn new(
+        cfg: &AiConfig,
+        cache: TieredCache,
+        usage: Arc<dyn UsageSink>,
+        knowledge: Arc<dyn KnowledgeSource>,
+    ) -> Result<Self, AiError> {
+        let registry = Registry::build(cfg, knowledge)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                registry,
+                cache,
+                ledger: UsageLedger::start(usage, cfg.usage_queue_capacity),
+                retry: cfg.retry,
+                ttl: cfg.cache,
+                deadline: Duration::from_millis(cfg.request_deadline_ms),
+                offline_fallback: cfg.offline_fallback,
+            }),
+        })
+    }
+
+    /// Breaker state per configured model, for health endpoints.
+    pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
+        self.inner
+            .registry
+            .models
+            .iter()
+            .map(|m| (m.id.clone(), m.breaker.state()))
+            .collect()
+    }
+
+    /// Usage records dropped so far (queue full or sink failures).
+    pub fn usage_dropped(&self) -> u64 {
+        self.inner.ledger.dropped()
+    }
+
+    /// A complete answer.
+    pub async fn complete(&self, req: AiRequest) -> Result<AiResponse, AiError> {
+        let inner = &self.inner;
+        let mut clock = Clock::start();
+        let facts = Facts {
+            org_id: req.org_id,
+            user_id: req.user_id,
+            task: req.task,
+            streamed: false,
+        };
+        let sel = select(&inner.registry, &req, inner.offline_fallback);
+        let mut guard = CancelGuard {
+            inner: inner.clone(),
+            facts,
+            tier: sel.tier,
+            model: None,
+            start: clock.start,
+            armed: true,
+        };
+        let ttl = inner.ttl.ttl(req.task);
+        let key = (!ttl.is_zero()).then(|| cache_key(&req, sel.tier));
+        if let Some(k) = &key
+            && !req.bypass_cache
+            && let Some(resp) = inner
+                .cached(k, req.task, sel.tier, &sel.reason, &clock)
+                .await
+        {
+            guard.armed = false;
+            inner.finish(facts, &resp.meta, UsageOutcome::Ok);
+            return Ok(resp);
+        }
+        let base = provider_request(&req);
+        let mut fallbacks: Vec<String> = Vec::new();
+        let mut attempts = 0u32;
+        let mut last_err = None;
+        for m in &sel.chain {
+            if m.kind != ProviderKind::Offline && clock.elapsed() >= inner.deadline {
+                continue;
+            }
+            guard.model = Some(m.clone());
+            match inner
+                .call_model(m, &base, req.task, &mut clock, &mut attempts)
+                .await
+            {
+                Ok((c, json, ttft)) => {
+                    let usage = c.usage.unwrap_or_else(|| estimate_usage(&base, &c.text));
+                    if let Some(k) = &key
+                        && m.kind != ProviderKind::Offline
+                    {
+                        inner.store(k.clone(), m, &c, ttl);
+                    }
+                    let offline = m.kind == ProviderKind::Offline;
+                    let outcome = if offline && !fallbacks.is_empty() {
+                        UsageOutcome::Fallback
+                    } else {
+                        UsageOutcome::Ok
+                    };
+                    let meta = ResponseMeta {
+                        model: m.id.clone(),
+                        provider: m.provider_name.clone(),
+                        provider_kind: m.kind,
+                        tier: sel.tier,
+                        offline,
+                        cache_hit: false,
+                        selection_reason: sel.reason.clone(),
+                        fallbacks,
+                        attempts,
+                        usage,
+                        cost_usd: m.price.cost_usd(&usage),
+                        finish_reason: c.finish.clone(),
+                        latency: clock.elapsed(),
+                        time_to_first_token: Some(ttft),
+                        gateway_overhead: clock.overhead(),
+                    };
+                    guard.armed = false;
+                    inner.finish(facts, &meta, outcome);
+                    return Ok(AiResponse {
+                        text: c.text,
+                        json,
+                        meta,
+                    });
+                }
+                Err(e) => {
+                    if matches!(e, AiError::Blocked { .. }) {
+                        // Falling back after a provider's safety block would route around it.
+                        guard.armed = false;
+                        inner.fail(facts, Some(m), sel.tier, &clock, &e);
+                        return Err(e);
+                    }
+                    tracing::warn!(model = %m.id, error = ?e, "model failed; trying the next in the chain");
+                    telemetry::record_fallback(&m.id, e.code());
+                    fallbacks.push(format!("{}: {}", m.id, e.code()));
+                    last_err = Some(e);
+                }
+            }
+        }
+        let e = last_err.unwrap_or(AiError::NoModel);
+        guard.armed = false;
+        inner.fail(facts, guard.model.as_deref(), sel.tier, &clock, &e);
+        Err(e)
+    }
+
+    /// A streamed answer. Errors before the first token are retried and fall back like
+    /// `complete`; once text has been sent a failure ends the stream with `Error`.
+    /// Structured tasks are validated whole, so they arrive as one chunk.
+    pub async fn stream(&self, req: AiRequest) -> Result<AiStream, AiError> {
+        if req.task.is_structured() {
+            return self.complete(req).await.map(single_stream);
+        }
+        let inner = &self.inner;
+        let mut clock = Clock::start();
+        let facts = Facts {
+            org_id: req.org_id,
+            user_id: req.user_id,
+            task: req.task,
+            streamed: true,
+        };
+        let sel = select(&inner.registry, &req, inner.offline_fallback);
+        let mut guard = CancelGuard {
+            inner: inner.clone(),
+            facts,
+            tier: sel.tier,
+            model: None,
+            start: clock.start,
+            armed: true,
+        };
+        let ttl = inner.ttl.ttl(req.task);
+        let key = (!ttl.is_zero()).then(|| cache_key(&req, sel.tier));
+        if let Some(k) = &key
+            && !req.bypass_cache
+            && let Some(resp) = inner
+                .cached(k, req.task, sel.tier, &sel.reason, &clock)
+                .await
+        {
+            guard.armed = false;
+            inner.finish(facts, &resp.meta, UsageOutcome::Ok);
+            return Ok(single_stream(resp));
+        }
+        let base = provider_request(&req);
+        let mut fallbacks: Vec<String> = Vec::new();
+        let mut attempts = 0u32;
+        let mut last_err = None;
+        for m in &sel.chain {
+            if m.kind != ProviderKind::Offline && clock.elapsed() >= inner.deadline {
+                continue;
+            }
+            guard.model = Some(m.clone());
+            match inner.open_stream(m, &base, &mut clock, &mut attempts).await {
+                Ok(open) => {
+                    guard.armed = false;
+                    let (tx, rx) = mpsc::channel(32);
+                    let run = StreamRun {
+                        inner: inner.clone(),
+                        facts,
+                        model: m.clone(),
+                        tier: sel.tier,
+                        reason: sel.reason.clone(),
+                        fallbacks,
+                        attempts,
+                        key,
+                        ttl,
+                        preq: base,
+                        clock,
+                    };
+                    tokio::spawn(run.forward(open, tx));
+                    return Ok(tokio_stream::wrappers::ReceiverStream::new(rx).boxed());
+                }
+                Err(e) => {
+                    if matches!(e, AiError::Blocked { .. }) {
+                        guard.armed = false;
+                        inner.fail(facts, Some(m), sel.tier, &clock, &e);
+                        return Err(e);
+                    }
+                    tracing::warn!(model = %m.id, error = ?e, "model failed before its first token; trying the next");
+                    telemetry::record_fallback(&m.id, e.code());
+                    fallbacks.push(format!("{}: {}", m.id, e.code()));
+                    last_err = Some(e);
+                }
+            }
+        }
+        let e = last_err.unwrap_or(AiError::NoModel);
+        guard.armed = false;
+        inner.fail(facts, guard.model.as_deref(), sel.tier, &clock, &e);
+        Err(e)
+    }
+}
+
+impl Inner {
+    fn remaining(&self, clock: &Clock) -> Duration {
+        self.deadline.saturating_sub(clock.elapsed())
+    }
+
+    async fn cached(
+        &self,
+        key: &str,
+        task: TaskKind,
+        tier: Tier,
+        reason: &str,
+        clock: &Clock,
+    ) -> Option<AiResponse> {
+        let bytes = self.cache.get(key).await?;
+        let hit: CachedAnswer = serde_json::from_slice(&bytes).ok()?;
+        let json = if task.is_structured() {
+            Some(validate::check(task, &hit.text).ok()?)
+        } else {
+            None
+        };
+        let meta = ResponseMeta {
+            model: hit.model,
+            provider: hit.provider,
+            provider_kind: hit.provider_kind,
+            tier,
+            offline: false,
+            cache_hit: true,
+            selection_reason: format!("{reason}; answered from cache"),
+            fallbacks: Vec::new(),
+            attempts: 0,
+            usage: TokenUsage::default(),
+            cost_usd: 0.0,
+            finish_reason: hit.finish,
+            latency: clock.elapsed(),
+            time_to_first_token: Some(clock.elapsed()),
+            gateway_overhead: clock.elapsed(),
+        };
+        Some(AiResponse {
+            text: hit.text,
+            json,
+            meta,
+        })
+    }
+
+    /// Store off the hot path: the caller does not wait for Redis.
+    fn store(&self, key: String, m: &ModelEntry, c: &Completion, ttl: Duration) {
+        let entry = CachedAnswer {
+            text: c.text.clone(),
+            model: m.id.clone(),
+            provider: m.provider_name.clone(),
+            provider_kind: m.kind,
+            finish: c.finish.clone(),
+        };
+        let Ok(bytes) = serde_json::to_vec(&entry) else {
+            return;
+        };
+        let cache = self.cache.clone();
+        tokio::spawn(async move { cache.set(&key, &bytes, ttl).await });
+    }
+
+    fn finish(&self, facts: Facts, meta: &ResponseMeta, outcome: UsageOutcome) {
+        telemetry::record_call(facts.task, meta, outcome.as_str());
+        self.ledger.record(UsageRecord {
+            id: uuid::Uuid::now_v7(),
+            org_id: facts.org_id,
+            user_id: facts.user_id,
+            task: facts.task,
+            model: meta.model.clone(),
+            provider: meta.provider.clone(),
+            provider_kind: meta.provider_kind,
+            tier: meta.tier,
+            input_tokens: meta.usage.input_tokens,
+            output_tokens: meta.usage.output_tokens,
+            cached_input_tokens: meta.usage.cached_input_tokens,
+            estimated: meta.usage.estimated,
+            cost_usd: meta.cost_usd,
+            latency_ms: meta.latency.as_secs_f64() * 1e3,
+            time_to_first_token_ms: meta.time_to_first_token.map(|d| d.as_secs_f64() * 1e3),
+            gateway_overhead_us: meta.gateway_overhead.as_micros() as u64,
+            cache_hit: meta.cache_hit,
+            streamed: facts.streamed,
+            outcome,
+            at: chrono::Utc::now(),
+        });
+    }
+
+    fn bare_record(
+        &self,
+        facts: Facts,
+        model: Option<&ModelEntry>,
+        tier: Tier,
+        latency: Duration,
+        outcome: UsageOutcome,
+    ) -> UsageRecord {
+        UsageRecord {
+            id: uuid::Uuid::now_v7(),
+            org_id: facts.org_id,
+            user_id: facts.user_id,
+            task: facts.task,
+            model: model.map_or_else(String::new, |m| m.id.clone()),
+            provider: model.map_or_else(String::new, |m| m.provider_name.clone()),
+            provider_kind: model.map_or(ProviderKind::Offline, |m| m.kind),
+            tier,
+            input_tokens: 0,
+            output_tokens: 0,
+            cached_input_tokens: 0,
+            estimated: false,
+            cost_usd: 0.0,
+            latency_ms: latency.as_secs_f64() * 1e3,
+            time_to_first_token_ms: None,
+            gateway_overhead_us: 0,
+            cache_hit: false,
+            streamed: facts.streamed,
+            outcome,
+            at: chrono::Utc::now(),
+        }
+    }
+
+    fn fail(
+        &self,
+        facts: Facts,
+        model: Option<&ModelEntry>,
+        tier: Tier,
+        clock: &Clock,
+        e: &AiError,
+    ) {
+        telemetry::record_failure(facts.task, e.code());
+        let mut r = self.bare_record(
+            facts,
+            model,
+            tier,
+            clock.elapsed(),
+            UsageOutcome::Error(e.code().to_owned()),
+        );
+        r.gateway_overhead_us = clock.overhead().as_micros() as u64;
+        self.ledger.record(r);
+    }
+
+    /// One model, non-streaming: retries on retryable errors, one repair for invalid JSON.
+    async fn call_model(
+        &self,
+        m: &ModelEntry,
+        base: &ProviderRequest,
+        task: TaskKind,
+        clock: &mut Clock,
+        attempts: &mut u32,
+    ) -> Result<(Completion, Option<serde_json::Value>, Duration), AiError> {
+        let mut preq = base.clone();
+        preq.model = m.model.clone();
+        let mut attempt = 0u32;
+        let mut repaired = false;
+        let mut spent: Option<TokenUsage> = None;
+        loop {
+            attempt += 1;
+            let Some(permit) = m.breaker.try_acquire() else {
+                return Err(AiError::Unavailable {
+                    detail: "circuit breaker open".into(),
+                });
+            };
+            *attempts += 1;
+            let budget = m.timeouts.total().min(self.remaining(clock));
+            let t = Instant::now();
+            let r = match tokio::time::timeout(budget, m.provider.complete(&preq)).await {
+                Ok(r) => r,
+                Err(_) => Err(AiError::Timeout {
+                    phase: crate::TimeoutPhase::Total,
+                }),
+            };
+            let took = t.elapsed();
+            clock.waited += took;
+            match r {
+                Ok(mut c) => {
+                    permit.success();
+                    let ttft = clock.elapsed();
+                    if !task.is_structured() {
+                        return Ok((c, None, ttft));
+                    }
+                    c.usage = add_usage(spent, c.usage);
+                    match validate::check(task, &c.text) {
+                        Ok(v) => return Ok((c, Some(v), ttft)),
+                        Err(problem) if !repaired => {
+                            tracing::info!(model = %m.id, %problem, "structured output invalid; asking for a repair");
+                            repaired = true;
+                            spent = c.usage;
+                            attempt -= 1; // a repair is not a retry
+                            preq.messages.push(ChatMessage::assistant(c.text));
+                            preq.messages.push(ChatMessage::user(format!(
+                                "Your reply was not valid: {problem}. {} Reply with the corrected JSON object only.",
+                                validate::instruction(task).unwrap_or("")
+                            )));
+                        }
+                        Err(problem) => return Err(AiError::InvalidOutput { detail: problem }),
+                    }
+                }
+                Err(e) => {
+                    if e.counts_against_breaker() {
+                        permit.failure();
+                    } else {
+                        drop(permit);
+                    }
+                    if e.is_retryable()
+                        && let Some(wait) = retry::backoff(&self.retry, attempt, e.retry_after())
+                        && wait < self.remaining(clock)
+                    {
+                        tracing::debug!(model = %m.id, ?wait, code = e.code(), "retrying");
+                        tokio::time::sleep(wait).await;
+                        clock.waited += wait;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// One model, streaming, up to its first token: retries and timeouts as `call_model`.
+    async fn open_stream(
+        &self,
+        m: &ModelEntry,
+        base: &ProviderRequest,
+        clock: &mut Clock,
+        attempts: &mut u32,
+    ) -> Result<OpenStream, AiError> {
+        let mut preq = base.clone();
+        preq.model = m.model.clone();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let Some(permit) = m.breaker.try_acquire() else {
+                return Err(AiError::Unavailable {
+                    detail: "circuit breaker open".into(),
+                });
+            };
+            *attempts += 1;
+            let budget = m.timeouts.first_token().min(self.remaining(clock));
+            let t = Instant::now();
+            let opened = tokio::time::timeout(budget, async {
+                let mut s = m.provider.stream(&preq).await?;
+                let mut before = Vec::new();
+                while let Some(ev) = s.next().await {
+                    match ev? {
+                        StreamEvent::Delta(text) => return Ok((s, before, Some(text))),
+                        other => before.push(other),
+                    }
+                }
+                Ok::<_, AiError>((s, before, None))
+            })
+            .await;
+            let took = t.elapsed();
+            clock.waited += took;
+            let e: AiError = match opened {
+                Ok(Ok((events, before, Some(first)))) => {
+                    return Ok(OpenStream {
+                        events,
+                        before_first: before,
+                        first,
+                        permit,
+                        ttft: clock.elapsed(),
+                    });
+                }
+                Ok(Ok((events, before, None))) => match before.iter().find_map(|e| match e {
+                    StreamEvent::Finish(FinishReason::ContentFilter(r)) => Some(r.clone()),
+                    _ => None,
+                }) {
+                    Some(reason) => AiError::Blocked { reason },
+                    // An empty answer: still an answer.
+                    None => {
+                        return Ok(OpenStream {
+                            events,
+                            before_first: before,
+                            first: String::new(),
+                            permit,
+                            ttft: clock.elapsed(),
+                        });
+                    }
+                },
+                Ok(Err(e)) => e,
+                Err(_) => AiError::Timeout {
+                    phase: crate::TimeoutPhase::FirstToken,
+                },
+            };
+            if e.counts_against_breaker() {
+                permit.failure();
+            } else {
+                drop(permit);
+            }
+            if e.is_retryable()
+                && let Some(wait) = retry::backoff(&self.retry, attempt, e.retry_after())
+                && wait < self.remaining(clock)
+            {
+                tokio::time::sleep(wait).await;
+                clock.waited += wait;
+                continue;
+            }
+            return Err(e);
+        }
+    }
+}
+
+/// The rest of a streamed call, run as a task after the first token.
+struct StreamRun {
+    inner: Arc<Inner>,
+    facts: Facts,
+    model: Arc<ModelEntry>,
+    tier: Tier,
+    reason: String,
+    fallbacks: Vec<String>,
+    attempts: u32,
+    key: Option<String>,
+    ttl: Duration,
+    preq: ProviderRequest,
+    clock: Clock,
+}
+
+enum End {
+    Complete,
+    Failed(AiError),
+    Cancelled,
+}
+
+impl StreamRun {
+    async fn send(&mut self, tx: &mpsc::Sender<AiStreamEvent>, ev: AiStreamEvent) -> bool {
+        // Waiting on a slow client is not gateway overhead.
+        let t = Instant::now();
+        let ok = tx.send(ev).await.is_ok();
+        self.clock.waited += t.elapsed();
+        ok
+    }
+
+    async fn forward(mut self, open: OpenStream, tx: mpsc::Sender<AiStreamEvent>) {
+        let OpenStream {
+            mut events,
+            before_first,
+            first,
+            permit,
+            ttft,
+        } = open;
+        let m = self.model.clone();
+        let offline = m.kind == ProviderKind::Offline;
+        let mut text = String::new();
+        let mut usage: Option<TokenUsage> = None;
+        let mut finish: Option<FinishReason> = None;
+        for ev in before_first {
+            match ev {
+                StreamEvent::Usage(u) => usage = Some(u),
+                StreamEvent::Finish(f) => finish = Some(f),
+                StreamEvent::Delta(_) => {}
+            }
+        }
+        let started = AiStreamEvent::Started {
+            model: m.id.clone(),
+            provider: m.provider_name.clone(),
+            offline,
+        };
+        let mut end = if self.send(&tx, started).await {
+            End::Complete
+        } else {
+            End::Cancelled
+        };
+        if matches!(end, End::Complete) && !first.is_empty() {
+            text.push_str(&first);
+            if !self.send(&tx, AiStreamEvent::Delta(first)).await {
+                end = End::Cancelled;
+            }
+        }
+        let stream_deadline =
+            Instant::now() + m.timeouts.total().min(self.inner.remaining(&self.clock));
+        while matches!(end, End::Complete) {
+            let left = stream_deadline.saturating_duration_since(Instant::now());
+            let (wait, phase) = if m.timeouts.idle() < left {
+                (m.timeouts.idle(), crate::TimeoutPhase::Idle)
+            } else {
+                (left, crate::TimeoutPhase::Total)
+            };
+            let t = Instant::now();
+            let next = tokio::select! {
+                biased;
+                _ = tx.closed() => None,
+                r = tokio::time::timeout(wait, events.next()) => Some(r),
+            };
+            self.clock.waited += t.elapsed();
+            match next {
+                None => end = End::Cancelled,
+                Some(Err(_)) => end = End::Failed(AiError::Timeout { phase }),
+                Some(Ok(None)) => break,
+                Some(Ok(Some(Err(e)))) => end = End::Failed(e),
+                Some(Ok(Some(Ok(ev)))) => match ev {
+                    StreamEvent::Delta(d) => {
+                        text.push_str(&d);
+                        if !self.send(&tx, AiStreamEvent::Delta(d)).await {
+                            end = End::Cancelled;
+                        }
+                    }
+                    StreamEvent::Usage(u) => usage = Some(u),
+                    StreamEvent::Finish(f) => finish = Some(f),
+                },
+            }
+        }
+        drop(events);
+        let inner = self.inner.clone();
+        match end {
+            End::Cancelled => {
+                drop(permit); // neither success nor failure
+                let r = inner.bare_record(
+                    self.facts,
+                    Some(&m),
+                    self.tier,
+                    self.clock.elapsed(),
+                    UsageOutcome::Cancelled,
+                );
+                inner.ledger.record(r);
+            }
+            End::Failed(e) => {
+                if e.counts_against_breaker() {
+                    permit.failure();
+                } else {
+                    drop(permit);
+                }
+                tracing::warn!(model = %m.id, error = ?e, "stream failed after its first token; not retried");
+                inner.fail(self.facts, Some(&m), self.tier, &self.clock, &e);
+                let _ = tx.send(AiStreamEvent::Error(e)).await;
+            }
+            End::Complete => {
+                permit.success();
+                let usage = usage.unwrap_or_else(|| estimate_usage(&self.preq, &text));
+                let filtered = matches!(finish, Some(FinishReason::ContentFilter(_)));
+                if let Some(k) = self.key.take()
+                    && !offline
+                    && !filtered
+                {
+                    let c = Completion {
+                        text,
+                        usage: Some(usage),
+                        finish: finish.clone(),
+                    };
+                    inner.store(k, &m, &c, self.ttl);
+                }
+                let outcome = if offline && !self.fallbacks.is_empty() {
+                    UsageOutcome::Fallback
+                } else {
+                    UsageOutcome::Ok
+                };
+                let meta = ResponseMeta {
+                    model: m.id.clone(),
+                    provider: m.provider_name.clone(),
+                    provider_kind: m.kind,
+                    tier: self.tier,
+                    offline,
+                    cache_hit: false,
+                    selection_reason: std::mem::take(&mut self.reason),
+                    fallbacks: std::mem::take(&mut self.fallbacks),
+                    attempts: self.attempts,
+                    usage,
+                    cost_usd: m.price.cost_usd(&usage),
+                    finish_reason: finish,
+                    latency: self.clock.elapsed(),
+                    time_to_first_token: Some(ttft),
+                    gateway_overhead: self.clock.overhead(),
+                };
+                inner.finish(self.facts, &meta, outcome);
+                let _ = tx.send(AiStreamEvent::Done(Box::new(meta))).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! OpenAI-compatible Chat Completions (OpenAI, Azure deployments, vLLM, Ollama...).
+//!
+//! Non-streaming `chat.completion` and streaming `chat.completion.chunk` SSE with
+//! `stream_options.include_usage` (the usage arrives in a last chunk whose `choices` is empty
+//! — or null, as some servers send it), ended by `data: [DONE]`.
+
+use super::{
+    Completion, EventStream, Provider, ProviderRequest, StreamEvent, clip, status_error,
+    transport_error,
+};
+use crate::AiError;
+use crate::retry::retry_after_from_headers;
+use crate::types::{FinishReason, MessageRole, ProviderKind, TokenUsage};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub struct OpenAiCompatible {
+    http: reqwest::Client,
+    base_url: String,
+    api_key: Option<SecretString>,
+    azure_api_version: Option<String>,
+}
+
+impl OpenAiCompatible {
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        api_key: Option<SecretString>,
+        azure_api_version: Option<String>,
+    ) -> Self {
+        Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            azure_api_version,
+        }
+    }
+
+    fn request(&self, req: &ProviderRequest, stream: bool) -> reqwest::RequestBuilder {
+        let url = match &self.azure_api_version {
+            Some(v) => format!(
+                "{}/openai/deployments/{}/chat/completions?api-version={v}",
+                self.base_url, req.model
+            ),
+            None => format!("{}/chat/completions", self.base_url),
+        };
+        let mut rb = self.http.post(url);
+        if let Some(k) = &self.api_key {
+            rb = if self.azure_api_version.is_some() {
+                rb.header("api-key", k.expose_secret())
+            } else {
+                rb.bearer_auth(k.expose_secret())
+            };
+        }
+        rb.json(&request_body(req, stream))
+    }
+}
+
+/// The Chat Completions request body.
+pub fn request_body(req: &ProviderRequest, stream: bool) -> Value {
+    let messages: Vec<Value> = req
+        .messages
+        .iter()
+        .map(|m| {
+            let role = match m.role {
+                MessageRole::System => "system",
+                MessageRole::User => "user",
+                MessageRole::Assistant => "assistant",
+            };
+            json!({"role": role, "content": m.content})
+        })
+        .collect();
+    let mut body = json!({"model": req.model, "messages": messages, "stream": stream});
+    if stream {
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    if let Some(t) = req.temperature {
+        body["temperature"] = json!(t);
+    }
+    if let Some(n) = req.max_output_tokens {
+        body["max_completion_tokens"] = json!(n);
+    }
+    if req.json_output {
+        body["response_format"] = json!({"type": "json_object"});
+    }
+    body
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    code: Option<Value>,
+}
+
+/// Map an error response (status, headers, body) to a typed error.
+pub fn classify_error(status: u16, headers: &reqwest::header::HeaderMap, body: &str) -> AiError {
+    let parsed = serde_json::from_str::<ErrorEnvelope>(body)
+        .ok()
+        .map(|e| e.error);
+    let code = parsed
+        .as_ref()
+        .and_then(|e| e.code.as_ref())
+        .and_then(|c| c.as_str())
+        .unwrap_or("");
+    let kind = parsed
+        .as_ref()
+        .and_then(|e| e.kind.as_deref())
+        .unwrap_or("");
+    let detail = clip(
+        parsed
+            .as_ref()
+            .and_then(|e| e.message.as_deref())
+            .unwrap_or(body),
+    );
+    if code == "insufficient_quota" || kind == "insufficient_quota" {
+        return AiError::QuotaExhausted;
+    }
+    if code == "content_filter" || code == "content_policy_violation" {
+        return AiError::Blocked {
+            reason: code.to_owned(),
+        };
+    }
+    status_error(status, detail, retry_after_from_headers(headers))
+}
+
+fn usage_of(v: &Value) -> Option<TokenUsage> {
+    let u = v.as_object()?;
+    let n = |k: &str| u.get(k).and_then(Value::as_u64);
+    Some(TokenUsage {
+        input_tokens: n("prompt_tokens")?,
+        output_tokens: n("completion_tokens").unwrap_or(0),
+        cached_input_tokens: v
+            .pointer("/prompt_tokens_details/cached_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        estimated: false,
+    })
+}
+
+pub fn finish_of(s: &str) -> FinishReason {
+    match s {
+        "stop" => FinishReason::Stop,
+        "length" => FinishReason::Length,
+        "content_filter" => FinishReason::ContentFilter("content_filter".into()),
+        "tool_calls" | "function_call" => FinishReason::ToolCalls,
+        other => FinishReason::Other(other.to_owned()),
+    }
+}
+
+/// Parse a non-streaming `chat.completion` body.
+pub fn parse_completion(body: &[u8]) -> Result<Completion, AiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| AiError::InvalidOutput {
+        detail: format!("chat.completion body: {e}"),
+    })?;
+    let choice = v
+        .pointer("/choices/0")
+        .ok_or_else(|| AiError::InvalidOutput {
+            detail: "no choices".into(),
+        })?;
+    let text = choice
+        .pointer("/message/content")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let finish = choice
+        .get("finish_reason")
+        .and_then(Value::as_str)
+        .map(finish_of);
+    if text.is_empty() && matches!(finish, Some(FinishReason::ContentFilter(_))) {
+        return Err(AiError::Blocked {
+            reason: "content_filter".into(),
+        });
+    }
+    Ok(Completion {
+        text,
+        usage: v.get("usage").and_then(usage_of),
+        finish,
+    })
+}
+
+/// Parse one streamed event's data: `None` for `[DONE]`.
+pub fn parse_chunk(data: &str) -> Result<Option<Vec<StreamEvent>>, AiError> {
+    if data.trim() == "[DONE]" {
+        return Ok(None);
+    }
+    let v: Value = serde_json::from_str(data).map_err(|e| AiError::InvalidOutput {
+        detail: format!("chunk: {e}"),
+    })?;
+    if v.get("error").is_some_and(|e| !e.is_null()) {
+        return Err(classify_error(
+            500,
+            &reqwest::header::HeaderMap::new(),
+            data,
+        ));
+    }
+    let mut out = Vec::new();
+    // `choices` may be missing, null or empty (the usage-only chunk).
+    if let Some(choices) = v.get("choices").and_then(Value::as_array) {
+        for c in choices
+            .iter()
+            .filter(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+        {
+            if let Some(t) = c.pointer("/delta/content").and_then(Value::as_str)
+                && !t.is_empty()
+            {
+                out.push(StreamEvent::Delta(t.to_owned()));
+            }
+            if let Some(f) = c.get("finish_reason").and_then(Value::as_str) {
+                out.push(StreamEvent::Finish(finish_of(f)));
+            }
+        }
+    }
+    if let Some(u) = v.get("usage").and_then(usage_of) {
+        out.push(StreamEvent::Usage(u));
+    }
+    Ok(Some(out))
+}
+
+impl Provider for OpenAiCompatible {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Openai
+    }
+
+    fn complete<'a>(
+        &'a self,
+        req: &'a ProviderRequest,
+    ) -> BoxFuture<'a, Result<Completion, AiError>> {
+        async move {
+            let resp = self
+                .request(req, false)
+                .send()
+                .await
+                .map_err(transport_error)?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.map_err(transport_error)?;
+            if status != 200 {
+                return Err(classify_error(
+                    status,
+                    &headers,
+                    &String::from_utf8_lossy(&body),
+                ));
+            }
+            parse_completion(&body)
+        }
+        .boxed()
+    }
+
+    fn stream<'a>(
+        &'a self,
+        req: &'a ProviderRequest,
+    ) -> BoxFuture<'a, Result<EventStream, AiError>> {
+        async move {
+            let resp = self
+                .request(req, true)
+                .send()
+                .await
+                .map_err(transport_error)?;
+            let status = resp.status().as_u16();
+            if status != 200 {
+                let headers = resp.headers().clone();
+                let body = resp.text().await.unwrap_or_default();
+                return Err(classify_error(status, &headers, &body));
+            }
+            let events = crate::sse::events(resp.bytes_stream().boxed());
+            let s = futures::stream::unfold(
+                (events.boxed(), false, false),
+                |(mut ev, mut done, mut finished)| async move {
+                    if done {
+                        return None;
+                    }
+                    loop {
+                        match ev.next().await {
+                            Some(Ok(data)) => match parse_chunk(&data) {
+                                Ok(None) => return None,
+                                Ok(Some(items)) if items.is_empty() => continue,
+                                Ok(Some(items)) => {
+                                    finished |=
+                                        items.iter().any(|i| matches!(i, StreamEvent::Finish(_)));
+                                    return Some((Ok(items), (ev, done, finished)));
+                                }
+                                Err(e) => {
+                                    done = true;
+                                    return Some((Err(e), (ev, done, finished)));
+                                }
+                            },
+                            Some(Err(e)) => {
+                                done = true;
+                                return Some((Err(transport_error(e)), (ev, done, finished)));
+                            }
+                            None if finished => return None,
+                            None => {
+                                done = true;
+                                let e = AiError::Unavailable {
+                                    detail: "stream ended before [DONE]".into(),
+                                };
+                                return Some((Err(e), (ev, done, finished)));
+                            }
+                        }
+                    }
+                },
+            )
+            .flat_map(|r: Result<Vec<StreamEvent>, AiError>| match r {
+                Ok(items) => futures::stream::iter(items.into_iter().map(Ok).collect::<Vec<_>>()),
+                Err(e) => futures::stream::iter(vec![Err(e)]),
+            });
+            Ok(s.boxed())
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_only_chunk_with_empty_or_null_choices() {
+        for choices in ["[]", "null"] {
+            let data = format!(
+                r#"{{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":{choices},"usage":{{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12,"prompt_tokens_details":{{"cached_tokens":4}}}}}}"#
+            );
+            let ev = parse_chunk(&data).unwrap().unwrap();
+            assert_eq!(
+                ev,
+                vec![StreamEvent::Usage(TokenUsage {
+                    input_tokens: 9,
+                    output_tokens: 3,
+                    cached_input_tokens: 4,
+                    estimated: false
+                })]
+            );
+        }
+        let no_choices = r#"{"id":"x","object":"chat.completion.chunk","usage":null}"#;
+        assert_eq!(parse_chunk(no_choices).unwrap().unwrap(), vec![]);
+        assert_eq!(parse_chunk("[DONE]").unwrap(), None);
+    }
+
+    #[test]
+    fn error_bodies_are_classified() {
+        let h = reqwest::header::HeaderMap::new();
+        let rate = r#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
+        assert!(matches!(
+            classify_error(429, &h, rate),
+            AiError::RateLimited { .. }
+        ));
+        let quota = r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#;
+        assert!(matches!(
+            classify_error(429, &h, quota),
+            AiError::QuotaExhausted
+        ));
+        assert!(!classify_error(429, &h, quota).is_retryable());
+        assert!(classify_error(503, &h, "<html>bad gateway</html>").is_retryable());
+        assert!(matches!(
+            classify_error(
+                401,
+                &h,
+                r#"{"error":{"message":"bad key","type":"invalid_request_error","code":"invalid_api_key"}}"#
+            ),
+            AiError::Rejected { status: 401, .. }
+        ));
+        let e = classify_error(
+            400,
+            &h,
+            r#"{"error":{"message":"filtered","type":null,"code":"content_filter"}}"#,
+        );
+        assert!(matches!(e, AiError::Blocked { ref reason } if reason == "content_filter"));
+        // Provider text never reaches Display.
+        assert!(
+            !classify_error(500, &h, r#"{"error":{"message":"secret internals"}}"#)
+                .to_string()
+                .contains("secret")
+        );
+    }
+
+    #[test]
+    fn malformed_chunk_is_invalid_output() {
+        assert!(matches!(
+            parse_chunk("{\"choices\": ["),
+            Err(AiError::InvalidOutput { .. })
+        ));
+    }
+}
