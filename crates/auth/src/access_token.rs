@@ -22,6 +22,9 @@ use uuid::Uuid;
 /// The `typ` claim of an access token.
 pub const ACCESS_TYP: &str = "access";
 
+/// Longer presented tokens are rejected before any parsing (ours are a few hundred bytes).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
 /// The claims of an access token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
@@ -354,6 +357,9 @@ impl AccessTokens {
 
     /// Verifies a presented token and returns its claims.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed);
+        }
         let mut parts = token.split('.');
         let (Some(header_b64), Some(_), Some(_), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -647,6 +653,28 @@ mod tests {
             URL_SAFE_NO_PAD.encode(hmac_sha256(SECRET_1, input.as_bytes()))
         );
         assert_eq!(t.verify(&token), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn oversized_tokens_are_rejected_unparsed() {
+        let t = tokens();
+        let c = claims(&t);
+        let mut value = serde_json::to_value(&c).unwrap();
+        value["padding"] = serde_json::json!("x".repeat(MAX_TOKEN_BYTES));
+        let header = serde_json::json!({"alg": "HS256", "kid": "k1"});
+        let input = format!("{}.{}", b64(&header), b64(&value));
+        let token = format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(hmac_sha256(SECRET_1, input.as_bytes()))
+        );
+        assert_eq!(t.verify(&token), Err(TokenError::Malformed));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn verifying_arbitrary_text_never_panics_or_passes(text in "\\PC{0,300}") {
+            proptest::prop_assert!(tokens().verify(&text).is_err());
+        }
     }
 
     #[test]

@@ -416,3 +416,40 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parsing_any_text_never_panics_and_accepts_only_the_format(text in "\\PC{0,80}") {
+            if let Ok(key) = PresentedApiKey::parse(&text) {
+                prop_assert!(text.starts_with("assay_"));
+                prop_assert_eq!(text.len(), 62);
+                prop_assert_eq!(key.id(), &text[6..18]);
+            }
+        }
+
+        #[test]
+        fn near_misses_of_the_format_are_rejected(
+            id in "[0-9a-z]{12}",
+            secret in "[0-9A-Za-z]{43}",
+            junk in "[^0-9A-Za-z]",
+            at in 0usize..62,
+        ) {
+            let good = format!("assay_{id}_{secret}");
+            prop_assert!(PresentedApiKey::parse(&good).is_ok());
+            // Replacing any character after the prefix with a foreign one breaks it,
+            // except the separator, which must stay '_'.
+            let pos = 6 + at % 56;
+            let mut bad: Vec<char> = good.chars().collect();
+            if bad[pos] != '_' {
+                bad[pos] = junk.chars().next().unwrap();
+                let bad: String = bad.into_iter().collect();
+                prop_assert!(PresentedApiKey::parse(&bad).is_err(), "{}", bad);
+            }
+        }
+    }
+}

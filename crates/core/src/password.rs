@@ -243,3 +243,32 @@ mod tests {
         assert_eq!(json["min"], 12);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn length_rule_follows_the_character_count(password in "\\PC{0,140}") {
+            let chars = password.chars().count();
+            let v = match check_password(&password, "someone@example.com") {
+                Ok(()) => vec![],
+                Err(e) => e.0,
+            };
+            let too_short = v.iter().any(|v| matches!(v, PasswordViolation::TooShort { .. }));
+            let too_long = v.iter().any(|v| matches!(v, PasswordViolation::TooLong { .. }));
+            prop_assert_eq!(too_short, chars < MIN_CHARS);
+            prop_assert_eq!(too_long, chars > MAX_CHARS);
+        }
+
+        #[test]
+        fn any_case_of_the_local_part_is_caught(local in "[a-z]{3,20}", pad in "[0-9]{12}") {
+            let email = format!("{local}@example.com");
+            let password = format!("{pad}{}", local.to_uppercase());
+            let v = check_password(&password, &email).unwrap_err();
+            prop_assert!(v.violations().contains(&PasswordViolation::ContainsEmail));
+        }
+    }
+}
