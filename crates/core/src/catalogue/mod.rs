@@ -2,6 +2,7 @@
 
 mod builtin;
 mod error;
+mod export;
 mod index;
 mod model;
 mod pack;
@@ -12,6 +13,7 @@ mod tests;
 
 pub use builtin::{BUILTIN_DOCUMENTS, builtin};
 pub use error::{CatalogueError, Problem, ProblemKind};
+pub use export::framework_to_yaml;
 pub use index::Catalogue;
 pub use model::{
     CommonControl, ControlLibrary, ControlMapping, Framework, Licence, MappingSet, Provenance,

@@ -13,9 +13,11 @@ pub struct Licence {
     pub id: String,
     /// Human-readable name of the licence.
     pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Anything a reader must know, e.g. that the criteria text is copyright of its publisher
     /// and only our own paraphrase is shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
@@ -24,7 +26,9 @@ pub struct Licence {
 pub struct Provenance {
     /// The publisher's document, named so an auditor can find it.
     pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 

@@ -540,3 +540,60 @@ fn frameworks_built_in_code_are_checked_too() {
     assert!(err.has_path("requirements[5].parent"), "{err}");
     assert!(err.has_path("requirements[7].licence"), "{err}");
 }
+
+#[test]
+fn exported_frameworks_read_back_identically() {
+    for f in builtin().frameworks() {
+        let yaml = framework_to_yaml(f);
+        let back = parse_framework("export.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&back, f, "{}", f.key);
+    }
+    // Overrides survive the round trip too.
+    let mut f = framework("nist-csf").clone();
+    f.requirements[3].order = 42;
+    f.requirements[4].assessable = false;
+    f.requirements[5].licence.id = "MIT".into();
+    let back = parse_framework("export.yaml", &framework_to_yaml(&f)).unwrap();
+    assert_eq!(back, f);
+}
+
+#[test]
+fn descriptions_are_not_copied_between_requirements() {
+    // A repeated description is almost always a copy-paste placeholder left in a pack.
+    for f in builtin().frameworks() {
+        let mut seen = HashSet::new();
+        for r in &f.requirements {
+            assert!(
+                seen.insert(&r.description),
+                "{}:{} repeats a description",
+                f.key,
+                r.ref_id
+            );
+        }
+    }
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::super::*;
+
+    proptest! {
+        // The reader faces files from users: whatever it is given, it answers with a value
+        // or a list of problems, never a panic.
+        #[test]
+        fn reader_never_panics_on_arbitrary_text(text in "\\PC{0,400}") {
+            let _ = parse_document("fuzz.yaml", &text);
+        }
+
+        #[test]
+        fn reader_never_panics_on_mangled_packs(cut in 0usize..2000, insert in "[ :\\-\\[\\]{}'\"#\\n]{0,5}") {
+            let (_, original) = BUILTIN_DOCUMENTS[2];
+            let cut = original.char_indices().map(|(i, _)| i).nth(cut).unwrap_or(original.len());
+            let mangled = format!("{}{}{}", &original[..cut], insert, &original[cut..]);
+            if let Err(e) = parse_document("mangled.yaml", &mangled) {
+                prop_assert!(!e.problems.is_empty());
+            }
+        }
+    }
+}
