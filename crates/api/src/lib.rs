@@ -59,6 +59,7 @@ pub struct App {
     state: AppState,
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
+    extra_routes: Router<AppState>,
 }
 
 impl App {
@@ -92,7 +93,15 @@ impl App {
             state,
             listener,
             local_addr,
+            extra_routes: Router::new(),
         })
+    }
+
+    /// Serve additional routes behind the same middleware (embedders, and tests that need
+    /// a route with particular behaviour, such as a slow one).
+    pub fn with_routes(mut self, routes: Router<AppState>) -> Self {
+        self.extra_routes = self.extra_routes.merge(routes);
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -112,6 +121,7 @@ impl App {
             state,
             listener,
             local_addr,
+            extra_routes,
         } = self;
         let cfg = state.config();
         let drain = Duration::from_secs(cfg.server.drain_timeout_secs);
@@ -128,7 +138,8 @@ impl App {
             }
             _ => None,
         };
-        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router_with(state.clone(), extra_routes)
+            .into_make_service_with_connect_info::<SocketAddr>();
         let handle = axum_server::Handle::new();
         {
             let (handle, state) = (handle.clone(), state.clone());
@@ -169,6 +180,10 @@ impl App {
 
 /// The full router with its middleware stack.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
     let cfg = state.config();
     let body_limit = cfg.server.body_limit_bytes;
     let timeout = Duration::from_secs(cfg.server.request_timeout_secs);
@@ -178,6 +193,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/health/live", get(routes::health::live))
         .route("/health/ready", get(routes::health::ready))
+        .merge(extra_routes)
         .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async {
             ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED)

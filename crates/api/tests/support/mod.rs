@@ -1,0 +1,154 @@
+//! `TestApp`: the real application on 127.0.0.1:0 with a fresh database — a temporary
+//! SQLite file, or a uniquely named PostgreSQL database when `ASSAY_TEST_POSTGRES_URL` is
+//! set (created here, dropped when the `TestApp` is dropped).
+
+#![allow(dead_code)] // each test file uses a different part of the helpers
+
+use assay_api::state::AppState;
+use assay_api::{App, MigrationPolicy};
+use assay_config::Config;
+use assay_store::testing::{create_postgres_database, drop_postgres_database, service_url};
+use axum::Router;
+use std::net::SocketAddr;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), assay_api::StartupError>>>,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+#[derive(Default)]
+pub struct TestAppBuilder {
+    configure: Vec<Box<dyn FnOnce(&mut Config)>>,
+    routes: Option<Router<AppState>>,
+    force_sqlite: bool,
+}
+
+impl TestAppBuilder {
+    pub fn config(mut self, f: impl FnOnce(&mut Config) + 'static) -> Self {
+        self.configure.push(Box::new(f));
+        self
+    }
+
+    pub fn routes(mut self, routes: Router<AppState>) -> Self {
+        self.routes = Some(routes);
+        self
+    }
+
+    pub fn sqlite(mut self) -> Self {
+        self.force_sqlite = true;
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let mut config = Config::default();
+        let pg = if self.force_sqlite {
+            None
+        } else {
+            service_url("ASSAY_TEST_POSTGRES_URL")
+        };
+        let cleanup = match pg {
+            Some(admin_url) => {
+                let (settings, name) = create_postgres_database(&admin_url).await;
+                config.database.url = assay_store::testing::expose_for_tests(&settings.url);
+                config.database.max_connections = 5;
+                Cleanup::Postgres { admin_url, name }
+            }
+            None => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                config.database.url = format!("sqlite://{}", dir.path().join("assay.db").display());
+                Cleanup::Sqlite(dir)
+            }
+        };
+        config.server.addr = "127.0.0.1:0".into();
+        for f in self.configure {
+            f(&mut config);
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut app = App::start(config, listener, MigrationPolicy::Apply)
+            .await
+            .expect("app starts");
+        if let Some(routes) = self.routes {
+            app = app.with_routes(routes);
+        }
+        let addr = app.local_addr();
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel();
+        let server = tokio::spawn(app.run_until_stopped(async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            addr,
+            client: reqwest::Client::new(),
+            state,
+            shutdown: Some(tx),
+            server: Some(server),
+            cleanup,
+        }
+    }
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder::default()
+    }
+
+    pub async fn spawn() -> TestApp {
+        Self::builder().spawn().await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Trigger the same shutdown a SIGTERM does.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Wait for the server task to end after `begin_shutdown`.
+    pub async fn stopped(&mut self) -> Result<(), assay_api::StartupError> {
+        self.server
+            .take()
+            .expect("server running")
+            .await
+            .expect("server task")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+        if let Cleanup::Postgres { admin_url, name } = &self.cleanup {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            let _ = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime")
+                    .block_on(drop_postgres_database(&admin_url, &name));
+            })
+            .join();
+        }
+    }
+}
