@@ -27,7 +27,7 @@ impl std::fmt::Display for TimeoutPhase {
     }
 }
 
-#[derive(Clone, Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum AiError {
     #[error("the AI provider is rate limiting requests")]
     RateLimited { retry_after: Option<Duration> },

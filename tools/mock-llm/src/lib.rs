@@ -74,6 +74,8 @@ pub enum Fault {
     NullChoicesInUsageChunk,
     /// Gemini: the first streamed chunk also carries a part with no text.
     NonTextPart,
+    /// No usage at all (as some OpenAI-compatible servers answer).
+    OmitUsage,
 }
 
 /// A request the server received, for assertions.
@@ -415,6 +417,7 @@ async fn openai(
         Some(Fault::FinishReason(f)) => f.clone(),
         _ => "stop".to_owned(),
     };
+    let omit_usage = p.fault == Some(Fault::OmitUsage);
     let usage = json!({
         "prompt_tokens": p.prompt_tokens,
         "completion_tokens": p.completion_tokens,
@@ -440,23 +443,24 @@ async fn openai(
                 )))
                 .expect("valid response");
         }
-        return json_response(
-            StatusCode::OK,
-            json!({
-                "id": id,
-                "object": "chat.completion",
-                "created": created,
-                "model": model,
-                "system_fingerprint": "fp_mock",
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": p.reply, "refusal": null},
-                    "logprobs": null,
-                    "finish_reason": finish
-                }],
-                "usage": usage,
-            }),
-        );
+        let mut body = json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_mock",
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": p.reply, "refusal": null},
+                "logprobs": null,
+                "finish_reason": finish
+            }],
+            "usage": usage,
+        });
+        if omit_usage {
+            body.as_object_mut().expect("object").remove("usage");
+        }
+        return json_response(StatusCode::OK, body);
     }
 
     let (tx, rx) = mpsc::channel::<Bytes>(16);
@@ -519,7 +523,7 @@ async fn openai(
             }
         }
         let _ = tx.send(chunk(json!({}), json!(finish))).await;
-        if include_usage {
+        if include_usage && !omit_usage {
             let choices = if p.fault == Some(Fault::NullChoicesInUsageChunk) {
                 Value::Null
             } else {
