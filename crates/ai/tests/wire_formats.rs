@@ -39,6 +39,9 @@ fn prompt_words() -> u64 {
         .sum()
 }
 
+/// A fault and the check its error must pass.
+type ErrorCheck = fn(&AiError) -> bool;
+
 async fn mock(cfg: MockConfig) -> MockServer {
     mock_llm::spawn(cfg).await.expect("mock-llm starts")
 }
@@ -166,7 +169,7 @@ async fn openai_error_kinds_are_mapped() {
     let m = mock(MockConfig::default()).await;
     let p = openai(&m);
     let r = req("gpt-test", false);
-    let cases: Vec<(Fault, fn(&AiError) -> bool)> = vec![
+    let cases: Vec<(Fault, ErrorCheck)> = vec![
         (
             Fault::RateLimited {
                 retry_after_ms: 1500,
@@ -431,7 +434,7 @@ async fn gemini_finish_reasons_including_a_safety_stop() {
 async fn gemini_error_kinds_are_mapped() {
     let m = mock(MockConfig::default()).await;
     let p = gemini(&m);
-    let cases: Vec<(Fault, fn(&AiError) -> bool)> = vec![
+    let cases: Vec<(Fault, ErrorCheck)> = vec![
         (
             Fault::RateLimited {
                 retry_after_ms: 2500,
