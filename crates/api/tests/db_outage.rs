@@ -1,0 +1,117 @@
+//! Database outage while serving: readiness turns 503 quickly, liveness stays 200,
+//! and readiness recovers when the database returns — without restarting Assay.
+//!
+//! The outage is real at the network level: the app reaches PostgreSQL through a local TCP
+//! proxy that this test can cut (closing every live connection and refusing new ones) and
+//! restore, so the shared PostgreSQL server other tests use keeps running.
+
+mod support;
+
+use assay_store::testing::{create_postgres_database, drop_postgres_database, service_url};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::TestApp;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+struct CuttableProxy {
+    addr: SocketAddr,
+    open: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (open2, links2) = (open.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !open2.load(Ordering::SeqCst) {
+                    drop(client); // refused: the "server" is down
+                    continue;
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                links2.lock().unwrap().push(link);
+            }
+        });
+        Self { addr, open, links }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_database_and_recovers_without_restart() {
+    let Some(admin_url) = service_url("ASSAY_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let (settings, name) = create_postgres_database(&admin_url).await;
+    let real = assay_store::testing::expose_for_tests(&settings.url);
+    let parsed = url::Url::parse(&real).unwrap();
+    let upstream: SocketAddr =
+        tokio::net::lookup_host((parsed.host_str().unwrap(), parsed.port().unwrap_or(5432)))
+            .await
+            .unwrap()
+            .next()
+            .unwrap();
+    let proxy = CuttableProxy::start(upstream).await;
+    let mut via_proxy = parsed.clone();
+    via_proxy.set_host(Some("127.0.0.1")).unwrap();
+    via_proxy.set_port(Some(proxy.addr.port())).unwrap();
+
+    let app = TestApp::builder()
+        .sqlite() // the builder's own database is replaced by the proxied one below
+        .config(move |c| {
+            c.database.url = via_proxy.to_string();
+            c.database.acquire_timeout_secs = 1;
+        })
+        .spawn()
+        .await;
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+
+    proxy.cut();
+    let started = Instant::now();
+    let res = app.get("/health/ready").await;
+    let took = started.elapsed();
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["checks"]["database"]["status"], "down");
+    assert!(
+        took < Duration::from_secs(2),
+        "readiness took {took:?} to report the outage"
+    );
+    assert_eq!(app.get("/health/live").await.status(), 200);
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if app.get("/health/ready").await.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness did not recover after the database returned"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(app);
+    drop_postgres_database(&admin_url, &name).await;
+}
