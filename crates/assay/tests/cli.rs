@@ -1,0 +1,304 @@
+//! The `assay` binary as an operator uses it: started in an empty folder, pointed at
+//! PostgreSQL with a SQLAlchemy-style URL, checked, migrated, stopped with SIGTERM.
+
+use assay_core::OrgId;
+use assay_store::repo::audit::{self, Actor, NewAuditEvent};
+use assay_store::testing::{create_postgres_database, drop_postgres_database, service_url};
+use assay_store::{DatabaseUrl, Db, DbSettings};
+use sea_orm::ConnectionTrait;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_assay");
+
+/// The binary with a clean environment (no stray DATABASE_URL etc.) in `dir`.
+fn assay(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run assay")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A running `assay serve`, killed if the test ends early.
+struct Server(Child, u16);
+
+impl Server {
+    fn start(cmd: Command) -> Server {
+        Self::start_with(cmd, &[])
+    }
+
+    fn start_with(mut cmd: Command, serve_args: &[&str]) -> Server {
+        let port = free_port();
+        let child = cmd
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .args(serve_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn assay serve");
+        Server(child, port)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.1, path)
+    }
+
+    /// Poll readiness until 200 (or fail with the server's log).
+    async fn wait_ready(&mut self) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(res) = reqwest::get(self.url("/health/ready")).await {
+                if res.status() == 200 {
+                    return res.json().await.unwrap();
+                }
+            }
+            if let Ok(Some(status)) = self.0.try_wait() {
+                let mut log = String::new();
+                std::io::Read::read_to_string(self.0.stderr.as_mut().unwrap(), &mut log).ok();
+                panic!("assay exited with {status} before becoming ready:\n{log}");
+            }
+            assert!(Instant::now() < deadline, "assay did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "assay did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn version_is_printed() {
+    let out = run(Command::new(BIN).arg("--version"));
+    assert!(out.status.success());
+    assert!(text(&out).starts_with("assay "));
+}
+
+#[tokio::test]
+async fn serve_in_an_empty_folder_creates_sqlite_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(assay(dir.path()));
+    let ready = server.wait_ready().await;
+    assert_eq!(ready["checks"]["database"]["backend"], "sqlite");
+    assert!(ready["checks"]["database"]["latency_ms"].as_f64().is_some());
+    assert!(dir.path().join("data/assay.db").is_file());
+    let status = server.terminate();
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
+}
+
+#[tokio::test]
+async fn serve_accepts_sqlalchemy_style_postgres_urls_and_migrates() {
+    let Some(admin) = service_url("ASSAY_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let (settings, name) = create_postgres_database(&admin).await;
+    let url = assay_store::testing::expose_for_tests(&settings.url).replacen(
+        "postgres://",
+        "postgresql+asyncpg://",
+        1,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = assay(dir.path());
+    cmd.env("DATABASE_URL", &url);
+    let mut server = Server::start(cmd);
+    let ready = server.wait_ready().await;
+    assert_eq!(ready["checks"]["database"]["backend"], "postgres");
+    assert_eq!(server.terminate().code(), Some(0));
+
+    let status = run(assay(dir.path())
+        .env("DATABASE_URL", &url)
+        .args(["migrate", "status"]));
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(
+        text(&status).contains("applied    m0001_identity_and_audit"),
+        "{}",
+        text(&status)
+    );
+    drop_postgres_database(&admin, &name).await;
+}
+
+#[test]
+fn config_check_lists_every_production_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = run(assay(dir.path()).args(["config", "check"]));
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+
+    let out = run(assay(dir.path())
+        .env("ASSAY_ENV", "production")
+        .args(["config", "check"]));
+    assert_eq!(out.status.code(), Some(2));
+    let all = text(&out);
+    for setting in ["auth.jwt_secret", "security.encryption_key", "tls.cert"] {
+        assert!(all.contains(setting), "{setting} not reported:\n{all}");
+    }
+    assert!(
+        all.contains("[redacted]"),
+        "secrets are shown redacted:\n{all}"
+    );
+    assert!(
+        !all.contains(assay_config_dev_secret()),
+        "the development secret leaked:\n{all}"
+    );
+}
+
+fn assay_config_dev_secret() -> &'static str {
+    "assay-development-only-jwt-secret-change-me"
+}
+
+#[test]
+fn malformed_settings_exit_2_naming_the_setting_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(assay(dir.path())
+        .env("DATABASE_URL", "mysql://root:hunter2@db/assay")
+        .args(["serve", "--addr", "127.0.0.1:99999"]));
+    assert_eq!(out.status.code(), Some(2));
+    let all = text(&out);
+    assert!(
+        all.contains("database.url") && all.contains("unknown scheme"),
+        "{all}"
+    );
+    assert!(all.contains("server.addr"), "{all}");
+    assert!(
+        !all.contains("hunter2") && !all.contains("panicked"),
+        "{all}"
+    );
+
+    let out = run(assay(dir.path())
+        .env("ASSAY_SERVER__REQUEST_TIMEOUT_SECS", "soon")
+        .args(["config", "check"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("server.request_timeout_secs"),
+        "{}",
+        text(&out)
+    );
+}
+
+async fn sqlite_db(dir: &Path) -> Db {
+    let db = Db::connect(&DbSettings::new(DatabaseUrl::SqliteFile(
+        dir.join("data/assay.db"),
+    )))
+    .await
+    .unwrap();
+    db.migrate_up().await.unwrap();
+    db
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_release_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(dir.path()).await;
+    db.primary()
+        .execute_unprepared(
+            "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m0999_future', 0)",
+        )
+        .await
+        .unwrap();
+    db.close().await;
+    let out =
+        run(assay(dir.path()).args(["serve", "--addr", &format!("127.0.0.1:{}", free_port())]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("m0999_future") && text(&out).contains("newer Assay"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
+async fn migrate_up_then_status_and_no_migrate_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // --no-migrate on a fresh database refuses: migrations are pending.
+    let out = run(assay(dir.path()).args([
+        "serve",
+        "--no-migrate",
+        "--addr",
+        &format!("127.0.0.1:{}", free_port()),
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("pending migrations"), "{}", text(&out));
+
+    let up = run(assay(dir.path()).args(["migrate", "up"]));
+    assert!(up.status.success(), "{}", text(&up));
+    assert!(text(&up).contains("applied m0001_identity_and_audit"));
+    let again = run(assay(dir.path()).arg("migrate"));
+    assert!(text(&again).contains("up to date"), "{}", text(&again));
+
+    let mut server = Server::start_with(assay(dir.path()), &["--no-migrate"]);
+    server.wait_ready().await;
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+#[tokio::test]
+async fn audit_verify_names_a_tampered_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(dir.path()).await;
+    let org = OrgId::new();
+    for i in 0..3 {
+        audit::append(
+            db.primary(),
+            NewAuditEvent::new(Some(org), Actor::System, format!("step.{i}")),
+        )
+        .await
+        .unwrap();
+    }
+    let ok = run(assay(dir.path()).args(["audit", "verify"]));
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    assert!(text(&ok).contains("intact (3 events)"), "{}", text(&ok));
+
+    db.primary()
+        .execute_unprepared("UPDATE audit_events SET details = '{\"forged\":true}' WHERE seq = 2")
+        .await
+        .unwrap();
+    db.close().await;
+    let bad = run(assay(dir.path()).args(["audit", "verify", "--org", &org.to_string()]));
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(text(&bad).contains("BROKEN at event 2"), "{}", text(&bad));
+}
