@@ -316,11 +316,17 @@ pub(crate) fn words(norm: &str) -> (String, OffsetMap) {
     let bytes = norm.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        let b = bytes[i];
-        if b.is_ascii_alphanumeric() {
-            out.push(b.to_ascii_lowercase() as char);
-            map.push(1, 1, true);
-            i += 1;
+        if bytes[i].is_ascii_alphanumeric() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            out.extend(
+                bytes[start..i]
+                    .iter()
+                    .map(|b| char::from(b.to_ascii_lowercase())),
+            );
+            map.push(i - start, i - start, true);
             continue;
         }
         let c = char_at(norm, i);
@@ -334,12 +340,18 @@ pub(crate) fn words(norm: &str) -> (String, OffsetMap) {
         let start = i;
         let mut clause_end = false;
         while i < bytes.len() {
-            let c = char_at(norm, i);
-            if c.is_alphanumeric() {
+            let b = bytes[i];
+            let (alnum, width, c) = if b.is_ascii() {
+                (b.is_ascii_alphanumeric(), 1, char::from(b))
+            } else {
+                let c = char_at(norm, i);
+                (c.is_alphanumeric(), c.len_utf8(), c)
+            };
+            if alnum {
                 break;
             }
             clause_end |= matches!(c, '.' | '!' | '?' | ';' | ':');
-            i += c.len_utf8();
+            i += width;
         }
         let sep = if clause_end { " . " } else { " " };
         out.push_str(sep);

@@ -8,7 +8,7 @@
 //! words that usually belong to defence ("malware detection") end the match. Anything
 //! subtler belongs to the model provider's own moderation; this layer is a floor.
 
-use super::{Ctx, on_word_boundaries, re};
+use super::{Ctx, addressed_to_model, on_word_boundaries, re};
 use crate::rule::Rule;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::Regex;
@@ -100,8 +100,7 @@ impl DisallowedRules {
             (
                 Rule::DisallowedSexualMinors,
                 re(concat!(
-                    r"(?:^ ?|\. |please |now |can you |could you |you to |and |then )",
-                    r"(?:write|generate|create|draw|make|describe|produce|send|show|find|give)(?: me| us)?(?: [a-z0-9]+){0,3}? ",
+                    r"(?-u:\b)(?:write|generate|create|draw|make|describe|produce|send|show|find|give)(?: me| us)?(?: [a-z0-9]+){0,3}? ",
                     r"(?:sexual|sexy|erotic|explicit|nude|naked|nsfw|lewd|pornographic|porn|sex) ",
                     r"(?:story|stories|image|images|picture|pictures|pics|photo|photos|video|videos|roleplay|role play|scene|scenes|fantasy|fanfic|chat) ",
                     r"(?:about|of|involving|with|featuring|depicting) (?:an? |the |some |my )?(?:young )?",
@@ -121,6 +120,10 @@ impl DisallowedRules {
         }
         for (rule, regex) in &self.patterns {
             for m in regex.find_iter(words) {
+                // Sexual content rules only fire on a request, never on policy prose.
+                if *rule == Rule::DisallowedSexualMinors && !addressed_to_model(words, m.start()) {
+                    continue;
+                }
                 let s = m.start()
                     + (m.as_str().len() - m.as_str().trim_start_matches([' ', '.']).len());
                 let e = s + m.as_str().trim_matches([' ', '.']).len();

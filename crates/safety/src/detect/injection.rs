@@ -8,7 +8,7 @@
 //! imperative or a question addressed to the model, and a sentence that prohibits the act
 //! ("staff must not ignore previous instructions") is not an attempt.
 
-use super::{Ctx, on_word_boundaries, re};
+use super::{Ctx, addressed_to_model, on_word_boundaries, re};
 use crate::rule::Rule;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::Regex;
@@ -134,9 +134,6 @@ pub(crate) struct InjectionRules {
     role_switch: Regex,
 }
 
-/// Openings of an instruction or question addressed to the model.
-const IMPERATIVE: &str = r"(?:^ ?|\. |please |now |can you |could you |would you |will you |you to |go ahead and |just |then |and |so )";
-
 impl InjectionRules {
     pub fn new() -> Self {
         let templates = AhoCorasickBuilder::new()
@@ -154,9 +151,9 @@ impl InjectionRules {
             override_re: re(
                 r"(?-u:\b)(?:ignore|disregard|forget|override|overrule|discard)((?: (?:all|any|every|of|the|your|my|these|those|this|that|above|prior|previous|preceding|earlier|foregoing|initial|original|existing|current|given|system|developer|default)){0,5}) (instructions?|prompts?|rules|directions|directives|guidelines|commands|context|constraints|guardrails|restrictions|programming|messages|conversation)(?-u:\b)",
             ),
-            extraction: re(&format!(
-                r"{IMPERATIVE}((?:reveal|show|print|repeat|display|output|tell|give|share|leak|dump|disclose|reproduce|recite|write out|spell out|what is|what are|what was|what were|what s)(?: me| us)?((?: (?:the|your|all|of|exact|full|entire|complete|verbatim|original|initial|hidden|secret|first|current|raw|word|for|internal))*) (system prompt|system message|system instructions|initial prompt|hidden prompt|secret prompt|original prompt|pre prompt|developer message|developer prompt|prompt|instructions))(?-u:\b)"
-            )),
+            extraction: re(
+                r"(?-u:\b)((?:reveal|show|print|repeat|display|output|tell|give|share|leak|dump|disclose|reproduce|recite|write out|spell out|what is|what are|what was|what were|what s)(?: me| us)?((?: (?:the|your|all|of|exact|full|entire|complete|verbatim|original|initial|hidden|secret|first|current|raw|word|for|internal))*) (system prompt|system message|system instructions|initial prompt|hidden prompt|secret prompt|original prompt|pre prompt|developer message|developer prompt|prompt|instructions))(?-u:\b)",
+            ),
             role_switch: re(concat!(
                 r"(?-u:\b)(?:",
                 r"you are now (?:an? |the |my )?(?:dan|stan|dude|jailbroken|unrestricted|unfiltered|uncensored|unlimited|evil|rogue|no longer|in (?:developer|god|jailbreak|dan|unrestricted|sudo) mode|(?:developer|god|jailbreak|sudo) mode)(?-u:\b)",
@@ -221,7 +218,7 @@ impl InjectionRules {
             let generic = matches!(noun, "prompt" | "instructions");
             let yours = c[2].split(' ').any(|q| q == "your");
             let system_message = noun == "system message";
-            if (generic || system_message) && !yours {
+            if (generic || system_message) && !yours || !addressed_to_model(words, body.start()) {
                 continue;
             }
             ctx.words_phrase(

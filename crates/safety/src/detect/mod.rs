@@ -90,6 +90,37 @@ pub(crate) fn on_word_boundaries(words: &str, start: usize, end: usize) -> bool 
     (start == 0 || b[start - 1] == b' ') && (end == b.len() || b[end] == b' ')
 }
 
+/// Openings of an instruction or question addressed to the model (words-view spelling).
+const ADDRESSED: &[&str] = &[
+    "please ",
+    "now ",
+    "can you ",
+    "could you ",
+    "would you ",
+    "will you ",
+    "you to ",
+    "go ahead and ",
+    "just ",
+    "then ",
+    "and ",
+    "so ",
+];
+
+/// Whether the words-view match at `at` opens the text or a clause, or follows an opening
+/// that addresses the model ("please", "can you", "I want you to"...).
+pub(crate) fn addressed_to_model(words: &str, at: usize) -> bool {
+    let before = &words[..at];
+    if before.trim().is_empty() || before.ends_with(". ") {
+        return true;
+    }
+    ADDRESSED.iter().any(|a| {
+        before.ends_with(a) && {
+            let rest = &before[..before.len() - a.len()];
+            rest.is_empty() || rest.ends_with(' ')
+        }
+    })
+}
+
 /// Assertions shared by the detector tests: the matched text, not just the rule, is checked.
 #[cfg(test)]
 pub(crate) mod test_support {

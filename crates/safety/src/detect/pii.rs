@@ -17,7 +17,6 @@ pub(crate) struct PiiRules {
     nhs: Regex,
     ssn: Regex,
     ipv4: Regex,
-    ipv6: Regex,
 }
 
 const B: &str = r"(?-u:\b)";
@@ -45,7 +44,6 @@ impl PiiRules {
                 r"{B}([0-9]{{3}})[- ]([0-9]{{2}})[- ]([0-9]{{4}}){B}"
             )),
             ipv4: re(&format!(r"{B}(?:{octet}\.){{3}}{octet}{B}")),
-            ipv6: re(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.[0-9]{1,3}){0,3}"),
         }
     }
 
@@ -59,59 +57,64 @@ impl PiiRules {
                 }
             }
         }
-        let has_digit = text.bytes().any(|b| b.is_ascii_digit());
-        if !has_digit {
-            return;
+        if memchr::memchr(b':', text.as_bytes()).is_some() {
+            detect_ipv6(ctx);
         }
-        for m in self.card.find_iter(text) {
+        // The number rules only look near digits: on prose this skips most of the text,
+        // and windows end at whitespace so word boundaries are judged as on the whole text.
+        for (a, b) in digit_windows(text) {
+            self.detect_numbers(ctx, a, b);
+        }
+    }
+
+    fn detect_numbers(&self, ctx: &mut Ctx<'_>, a: usize, b: usize) {
+        let text = ctx.norm;
+        let window = &text[a..b];
+        for m in self.card.find_iter(window) {
             if consistent_separators(m.as_str()) && checks::is_card(&digits(m.as_str())) {
-                ctx.value(Rule::PiiCard, m.start(), m.end());
+                ctx.value(Rule::PiiCard, a + m.start(), a + m.end());
             }
         }
-        for m in self.nhs.find_iter(text) {
+        for m in self.nhs.find_iter(window) {
             if consistent_separators(m.as_str()) && checks::is_nhs_number(&digits(m.as_str())) {
-                ctx.value(Rule::PiiNhsNumber, m.start(), m.end());
+                ctx.value(Rule::PiiNhsNumber, a + m.start(), a + m.end());
             }
         }
-        for c in self.ssn.captures_iter(text) {
+        for c in self.ssn.captures_iter(window) {
             let n = |i: usize| c[i].parse::<u32>().unwrap_or(0);
             let m = c.get(0).expect("whole match");
             if consistent_separators(m.as_str()) && checks::is_us_ssn(n(1), n(2), n(3)) {
-                ctx.value(Rule::PiiUsSsn, m.start(), m.end());
+                ctx.value(Rule::PiiUsSsn, a + m.start(), a + m.end());
             }
         }
-        self.detect_iban(ctx);
-        for m in self.nino.find_iter(text) {
+        self.detect_iban(ctx, a, window);
+        for m in self.nino.find_iter(window) {
             let compact: Vec<u8> = m.as_str().bytes().filter(|b| *b != b' ').collect();
             if checks::is_uk_nino(&compact) {
-                ctx.value(Rule::PiiUkNino, m.start(), m.end());
+                ctx.value(Rule::PiiUkNino, a + m.start(), a + m.end());
             }
         }
-        for m in self.phone.find_iter(text) {
-            if is_phone(text, m.start(), m.as_str()) {
-                ctx.value(Rule::PiiPhone, m.start(), m.end());
+        for m in self.phone.find_iter(window) {
+            if is_phone(text, a + m.start(), m.as_str()) {
+                ctx.value(Rule::PiiPhone, a + m.start(), a + m.end());
             }
         }
-        for m in self.ipv4.find_iter(text) {
+        for m in self.ipv4.find_iter(window) {
             // `1.2.3.4.5` is a version number, not an address.
-            let before = &text.as_bytes()[..m.start()];
-            let after = &text.as_bytes()[m.end()..];
+            let before = &text.as_bytes()[..a + m.start()];
+            let after = &text.as_bytes()[a + m.end()..];
             let dotted_before = before.len() >= 2
                 && before[before.len() - 1] == b'.'
                 && before[before.len() - 2].is_ascii_digit();
             let dotted_after = after.len() >= 2 && after[0] == b'.' && after[1].is_ascii_digit();
             if !dotted_before && !dotted_after {
-                ctx.value(Rule::PiiIpv4, m.start(), m.end());
+                ctx.value(Rule::PiiIpv4, a + m.start(), a + m.end());
             }
-        }
-        if memchr::memchr(b':', text.as_bytes()).is_some() {
-            self.detect_ipv6(ctx);
         }
     }
 
-    fn detect_iban(&self, ctx: &mut Ctx<'_>) {
-        let text = ctx.norm;
-        for m in self.iban.find_iter(text) {
+    fn detect_iban(&self, ctx: &mut Ctx<'_>, a: usize, window: &str) {
+        for m in self.iban.find_iter(window) {
             // The candidate may run on into a following upper-case word; take exactly the
             // country's length of characters where that is known.
             let chars: Vec<(usize, u8)> = m
@@ -125,30 +128,90 @@ impl PiiRules {
                 .min(chars.len());
             let compact: Vec<u8> = chars[..take].iter().map(|&(_, b)| b).collect();
             if checks::is_iban(&compact) {
-                let end = m.start() + chars[take - 1].0 + 1;
-                ctx.value(Rule::PiiIban, m.start(), end);
+                let end = a + m.start() + chars[take - 1].0 + 1;
+                ctx.value(Rule::PiiIban, a + m.start(), end);
             }
         }
     }
+}
 
-    fn detect_ipv6(&self, ctx: &mut Ctx<'_>) {
-        let text = ctx.norm;
-        for m in self.ipv6.find_iter(text) {
-            let mut cand = m.as_str();
-            let start = m.start();
-            while cand.ends_with(':') && !cand.ends_with("::") {
-                cand = &cand[..cand.len() - 1];
-            }
-            let end = start + cand.len();
-            let groups = cand.split(':').filter(|g| !g.is_empty()).count();
-            let bounded = !prev_char(text, start)
-                .is_some_and(|c| c.is_alphanumeric() || c == ':' || c == '.')
-                && !next_char(text, end).is_some_and(|c| c.is_alphanumeric() || c == ':');
-            if bounded && groups >= 2 && cand.parse::<Ipv6Addr>().is_ok() {
-                ctx.value(Rule::PiiIpv6, start, end);
-            }
+/// IPv6 candidates grow outwards from each colon over hex digits, colons and dots (for
+/// the IPv4-mapped tail), and are then parsed by the standard library.
+fn detect_ipv6(ctx: &mut Ctx<'_>) {
+    let text = ctx.norm;
+    let b = text.as_bytes();
+    let part = |c: u8| c.is_ascii_hexdigit() || c == b':' || c == b'.';
+    let mut next_from = 0;
+    for colon in memchr::memchr_iter(b':', b) {
+        if colon < next_from {
+            continue;
+        }
+        let mut start = colon;
+        while start > 0 && part(b[start - 1]) {
+            start -= 1;
+        }
+        let mut end = colon + 1;
+        while end < b.len() && part(b[end]) {
+            end += 1;
+        }
+        next_from = end;
+        let raw = &text[start..end];
+        let lead = raw.len() - raw.trim_start_matches('.').len();
+        let start = start + lead;
+        let mut cand = raw[lead..].trim_end_matches('.');
+        while cand.ends_with(':') && !cand.ends_with("::") {
+            cand = &cand[..cand.len() - 1];
+        }
+        let end = start + cand.len();
+        let groups = cand.split(':').filter(|g| !g.is_empty()).count();
+        let bounded = !prev_char(text, start).is_some_and(|c| c.is_alphanumeric())
+            && !next_char(text, end).is_some_and(|c| c.is_alphanumeric());
+        let has_digit = cand.bytes().any(|c| c.is_ascii_digit());
+        if bounded
+            && has_digit
+            && groups >= 2
+            && cand.matches(':').count() >= 2
+            && cand.parse::<Ipv6Addr>().is_ok()
+        {
+            ctx.value(Rule::PiiIpv6, start, end);
         }
     }
+}
+
+/// Stretches of text around digits (merged when close), widened to whitespace.
+fn digit_windows(text: &str) -> Vec<(usize, usize)> {
+    let b = text.as_bytes();
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while let Some(p) = b[i..].iter().position(u8::is_ascii_digit) {
+        let first = i + p;
+        let mut last = first;
+        let mut j = first + 1;
+        while j < b.len() && j - last <= 40 {
+            if b[j].is_ascii_digit() {
+                last = j;
+            }
+            j += 1;
+        }
+        let floor = out.last().map_or(0, |w| w.1);
+        let mut s = first.saturating_sub(8).max(floor);
+        while s > floor && !b[s - 1].is_ascii_whitespace() {
+            s -= 1;
+        }
+        let mut e = (last + 6).min(b.len());
+        while e < b.len() && !b[e].is_ascii_whitespace() {
+            e += 1;
+        }
+        match out.last_mut() {
+            Some(prev) if s <= prev.1 => prev.1 = prev.1.max(e),
+            _ => out.push((s, e)),
+        }
+        i = e.max(last + 1);
+        if i >= b.len() {
+            break;
+        }
+    }
+    out
 }
 
 /// Decide whether a phone candidate is a plausible number for its format.
