@@ -188,7 +188,7 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
     let body_limit = cfg.server.body_limit_bytes;
     let timeout = Duration::from_secs(cfg.server.request_timeout_secs);
     let cors = security_headers::cors(&cfg.cors);
-    let headers = security_headers::layers(cfg);
+    let headers = security_headers::SecurityHeaders::from_config(cfg);
 
     let api = Router::new()
         .route("/health/live", get(routes::health::live))
@@ -214,7 +214,10 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("a handler panicked").into_response()))
-        .layer(headers)
+        .layer(axum::middleware::from_fn_with_state(
+            headers,
+            security_headers::apply,
+        ))
         .option_layer(cors)
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(RequestBodyLimitLayer::new(body_limit))

@@ -1,45 +1,56 @@
 //! Security headers and CORS from configuration.
 
 use assay_config::{Config, CorsConfig};
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use tower::ServiceBuilder;
-use tower::layer::util::{Identity, Stack};
+use axum::middleware::Next;
+use axum::response::Response;
+use std::sync::Arc;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
-
-type H = SetResponseHeaderLayer<HeaderValue>;
 
 /// Headers every response carries unless a handler set its own.
-pub fn layers(
-    cfg: &Config,
-) -> ServiceBuilder<Stack<H, Stack<H, Stack<H, Stack<H, Stack<H, Identity>>>>>> {
-    // HSTS only where HTTPS is certain: served by us, or by the trusted proxy in production.
-    let hsts = if cfg.tls.enabled() || (cfg.is_production() && cfg.server.behind_proxy) {
-        "max-age=31536000; includeSubDomains"
-    } else {
-        "max-age=0"
-    };
-    ServiceBuilder::new()
-        .layer(H::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(H::if_not_present(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(H::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(H::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-        ))
-        .layer(H::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static(hsts),
-        ))
+#[derive(Clone)]
+pub struct SecurityHeaders(Arc<Vec<(HeaderName, HeaderValue)>>);
+
+impl SecurityHeaders {
+    pub fn from_config(cfg: &Config) -> Self {
+        // HSTS only where HTTPS is certain: served by us, or by the trusted proxy in production.
+        let hsts = if cfg.tls.enabled() || (cfg.is_production() && cfg.server.behind_proxy) {
+            "max-age=31536000; includeSubDomains"
+        } else {
+            "max-age=0"
+        };
+        Self(Arc::new(vec![
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+            ),
+            (
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static(hsts),
+            ),
+        ]))
+    }
+}
+
+/// Middleware adding the [`SecurityHeaders`] a response does not already have.
+pub async fn apply(State(headers): State<SecurityHeaders>, req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    for (name, value) in headers.0.iter() {
+        res.headers_mut()
+            .entry(name)
+            .or_insert_with(|| value.clone());
+    }
+    res
 }
 
 /// The CORS layer, or none when no origin is allowed (same-origin only).

@@ -69,10 +69,10 @@ impl Server {
     async fn wait_ready(&mut self) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(res) = reqwest::get(self.url("/health/ready")).await {
-                if res.status() == 200 {
-                    return res.json().await.unwrap();
-                }
+            if let Ok(res) = reqwest::get(self.url("/health/ready")).await
+                && res.status() == 200
+            {
+                return res.json().await.unwrap();
             }
             if let Ok(Some(status)) = self.0.try_wait() {
                 let mut log = String::new();

@@ -110,8 +110,10 @@ pub(crate) fn problems(c: &Config) -> Vec<Problem> {
     if c.auth.audience.trim().is_empty() {
         out.push(problem("auth.audience", "must not be empty"));
     }
-    if let Some(key) = &c.security.encryption_key {
-        if decode_key(key.expose_secret()).is_none() {
+    if let Some(key) = &c.security.encryption_key
+        && decode_key(key.expose_secret()).is_none()
+    {
+        {
             out.push(problem(
                 "security.encryption_key",
                 "must be 32 bytes as 64 hex characters or base64",
@@ -204,8 +206,11 @@ pub(crate) fn db_settings(d: &DatabaseConfig) -> Result<DbSettings, Vec<Problem>
             Err(e) => out.push(problem(&format!("database.read_urls[{i}]"), e.to_string())),
         }
     }
-    if let Some(p) = &primary {
-        if p.backend() == Backend::Sqlite && !replicas.is_empty() {
+    if let Some(p) = &primary
+        && p.backend() == Backend::Sqlite
+        && !replicas.is_empty()
+    {
+        {
             out.push(problem(
                 "database.read_urls",
                 "read replicas need a PostgreSQL primary",
@@ -242,6 +247,8 @@ pub(crate) fn db_settings(d: &DatabaseConfig) -> Result<DbSettings, Vec<Problem>
 }
 
 #[cfg(test)]
+// figment::Jail dictates the closures' (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use crate::{Config, Sources};

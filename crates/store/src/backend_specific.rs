@@ -6,7 +6,7 @@ use crate::url::Backend;
 use sea_orm::sqlx::{self, Postgres};
 
 /// Arbitrary constant naming Assay's migration lock among PostgreSQL advisory locks.
-const MIGRATION_LOCK_KEY: i64 = 0x0A55_A7_0001;
+const MIGRATION_LOCK_KEY: i64 = 0x000A_55A7_0001;
 
 /// Serialises migrations across nodes. PostgreSQL: a session advisory lock held on one
 /// dedicated connection. SQLite: nothing needed — a single file has a single writer.

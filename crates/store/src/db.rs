@@ -119,7 +119,7 @@ impl Db {
                     metrics::counter!(REPLICA_FALLBACKS_METRIC).increment(1);
                     tracing::warn!(replica = i, error = %e, "read replica unavailable; reading from the primary");
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
         query(self.primary.clone()).await

@@ -27,9 +27,12 @@ enum Cleanup {
     Postgres { admin_url: String, name: String },
 }
 
+/// A change to the test configuration, applied before start.
+type ConfigEdit = Box<dyn FnOnce(&mut Config)>;
+
 #[derive(Default)]
 pub struct TestAppBuilder {
-    configure: Vec<Box<dyn FnOnce(&mut Config)>>,
+    configure: Vec<ConfigEdit>,
     routes: Option<Router<AppState>>,
     force_sqlite: bool,
 }
