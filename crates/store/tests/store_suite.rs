@@ -3,7 +3,9 @@
 
 use assay_core::{OrgCtx, Role};
 use assay_store::repo::audit::{self, Actor, AuditFilter, NewAuditEvent};
-use assay_store::repo::{memberships, organisations, users};
+use assay_store::repo::{
+    api_keys, invitations, login_failures, memberships, organisations, sessions, users,
+};
 use assay_store::testing::TestDb;
 use assay_store::{Backend, Db, DbSettings, StoreError};
 use sea_orm::ConnectionTrait;
@@ -40,6 +42,10 @@ on_both_backends!(
     audit_list_is_org_scoped_and_paginated,
     reads_fall_back_to_primary_when_replica_is_down,
     ping_reports_latency_and_pool,
+    refresh_rotation_detects_reuse_and_revokes_the_family,
+    invitations_are_accepted_once_and_scoped,
+    api_keys_are_scoped_and_revocable,
+    login_failures_count_and_clear,
 );
 
 async fn signup(db: &Db, email: &str, org: &str) -> (users::User, organisations::Organisation) {
@@ -410,4 +416,178 @@ async fn ping_reports_latency_and_pool(t: TestDb) {
                 .unwrap();
         assert_eq!(fk.try_get_by_index::<i32>(0).unwrap(), 1);
     }
+}
+
+fn token_row(hash: &str) -> sessions::TokenRow {
+    let now = chrono::Utc::now();
+    sessions::TokenRow {
+        token_hash: hash.to_owned(),
+        issued_at: now,
+        expires_at: now + chrono::Duration::days(7),
+    }
+}
+
+async fn refresh_rotation_detects_reuse_and_revokes_the_family(t: TestDb) {
+    let (user, _) = signup(&t.db, "rot@example.com", "Rotate").await;
+    let sid = uuid::Uuid::now_v7();
+    let c = t.db.primary();
+    sessions::open(
+        c,
+        sid,
+        user.id,
+        &token_row("h1"),
+        &sessions::ClientInfo::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sessions::rotate(c, "h1", &token_row("h2")).await.unwrap(),
+        sessions::Rotation::Rotated {
+            session_id: sid,
+            user: user.id
+        }
+    );
+    assert_eq!(
+        sessions::rotate(c, "h2", &token_row("h3")).await.unwrap(),
+        sessions::Rotation::Rotated {
+            session_id: sid,
+            user: user.id
+        }
+    );
+    // Replaying h1 (already used): the family is revoked, and its newest token dies too.
+    assert_eq!(
+        sessions::rotate(c, "h1", &token_row("h4")).await.unwrap(),
+        sessions::Rotation::ReuseDetected {
+            session_id: sid,
+            user: user.id
+        }
+    );
+    assert!(!sessions::is_open(c, sid).await.unwrap());
+    assert_eq!(
+        sessions::rotate(c, "h3", &token_row("h5")).await.unwrap(),
+        sessions::Rotation::Invalid
+    );
+    assert_eq!(
+        sessions::rotate(c, "unknown", &token_row("h6"))
+            .await
+            .unwrap(),
+        sessions::Rotation::Invalid
+    );
+
+    let other = uuid::Uuid::now_v7();
+    sessions::open(
+        c,
+        other,
+        user.id,
+        &token_row("o1"),
+        &sessions::ClientInfo::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sessions::revoke_all(c, user.id, "logout_all")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        sessions::rotate(c, "o1", &token_row("o2")).await.unwrap(),
+        sessions::Rotation::Invalid
+    );
+}
+
+async fn invitations_are_accepted_once_and_scoped(t: TestDb) {
+    let (owner, org) = signup(&t.db, "inv-owner@example.com", "Inviting").await;
+    let (stranger, other_org) = signup(&t.db, "stranger@example.com", "Other").await;
+    let ctx = OrgCtx::for_verified_member(org.id, owner.id, Role::Owner);
+    let c = t.db.primary();
+    let inv = invitations::create(
+        c,
+        &ctx,
+        "New@Example.com",
+        Role::Auditor,
+        "invhash",
+        chrono::Utc::now() + chrono::Duration::days(7),
+    )
+    .await
+    .unwrap();
+    assert_eq!(inv.email, "new@example.com");
+    let found = invitations::find_by_token_hash(c, "invhash")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(found.is_pending(chrono::Utc::now()));
+    let other_ctx = OrgCtx::for_verified_member(other_org.id, stranger.id, Role::Owner);
+    assert!(invitations::list(c, &other_ctx).await.unwrap().is_empty());
+    assert!(invitations::revoke(c, &other_ctx, inv.id).await.is_err());
+    assert!(
+        invitations::mark_accepted(c, inv.id, stranger.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !invitations::mark_accepted(c, inv.id, stranger.id)
+            .await
+            .unwrap()
+    );
+}
+
+async fn api_keys_are_scoped_and_revocable(t: TestDb) {
+    let (owner, org) = signup(&t.db, "keys@example.com", "Keys").await;
+    let (stranger, other_org) = signup(&t.db, "keys2@example.com", "Keys2").await;
+    let ctx = OrgCtx::for_verified_member(org.id, owner.id, Role::Owner);
+    let other_ctx = OrgCtx::for_verified_member(other_org.id, stranger.id, Role::Owner);
+    let c = t.db.primary();
+    let key = api_keys::create(
+        c,
+        &ctx,
+        api_keys::NewApiKeyRow {
+            id: "abc123def456",
+            name: "ci",
+            key_hash: "khash",
+            scopes: &["read", "ai"],
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(key.scopes, ["read", "ai"]);
+    let cred = api_keys::find_for_auth(c, "abc123def456")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cred.key_hash, "khash");
+    assert_eq!(cred.key.org_id, org.id);
+    assert!(api_keys::list(c, &other_ctx).await.unwrap().is_empty());
+    assert!(
+        api_keys::revoke(c, &other_ctx, "abc123def456")
+            .await
+            .is_err()
+    );
+    api_keys::touch_last_used(c, "abc123def456").await.unwrap();
+    api_keys::revoke(c, &ctx, "abc123def456").await.unwrap();
+    let revoked = api_keys::find_for_auth(c, "abc123def456")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(revoked.key.revoked_at.is_some() && revoked.key.last_used_at.is_some());
+}
+
+async fn login_failures_count_and_clear(t: TestDb) {
+    let c = t.db.primary();
+    assert_eq!(login_failures::get(c, "x@example.com").await.unwrap(), None);
+    assert_eq!(
+        login_failures::record_failure(c, "X@example.com")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        login_failures::record_failure(c, "x@example.com")
+            .await
+            .unwrap(),
+        2
+    );
+    login_failures::clear(c, "x@example.com").await.unwrap();
+    assert_eq!(login_failures::get(c, "x@example.com").await.unwrap(), None);
 }

@@ -1,8 +1,13 @@
 //! SeaORM entities: one module per table. Only the store crate sees these; other crates get
 //! the domain records from `repo`.
 
+pub mod api_key;
 pub mod audit_chain_head;
 pub mod audit_event;
+pub mod auth_session;
+pub mod invitation;
+pub mod login_failure;
 pub mod membership;
 pub mod organisation;
+pub mod refresh_token;
 pub mod user;

@@ -6,6 +6,7 @@
 //! using something. Append new migrations to `Migrator::migrations` — never reorder.
 
 mod m0001_identity_and_audit;
+mod m0002_sessions_invitations_api_keys;
 
 use crate::db::Db;
 use crate::error::StoreError;
@@ -16,7 +17,10 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_identity_and_audit::Migration)]
+        vec![
+            Box::new(m0001_identity_and_audit::Migration),
+            Box::new(m0002_sessions_invitations_api_keys::Migration),
+        ]
     }
 }
 

@@ -3,9 +3,13 @@
 //! transaction. Functions over org-owned data take the `OrgCtx` first: the tenant filter is
 //! part of every such query, never left to the caller.
 
+pub mod api_keys;
 pub mod audit;
+pub mod invitations;
+pub mod login_failures;
 pub mod memberships;
 pub mod organisations;
+pub mod sessions;
 pub mod users;
 
 use chrono::{DateTime, SubsecRound, Utc};
