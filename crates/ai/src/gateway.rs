@@ -208,6 +208,74 @@ struct OpenStream {
     ttft: Duration,
 }
 
+/// How a call started: answered from the cache, or to be answered by the chain.
+enum Begun {
+    Cached(AiResponse),
+    Call(Call),
+}
+
+/// One call on its way down the chain of models.
+struct Call {
+    clock: Clock,
+    facts: Facts,
+    tier: Tier,
+    reason: String,
+    chain: Vec<Arc<ModelEntry>>,
+    guard: CancelGuard,
+    ttl: Duration,
+    key: Option<String>,
+    base: ProviderRequest,
+    fallbacks: Vec<String>,
+    attempts: u32,
+    last_err: Option<AiError>,
+}
+
+impl Call {
+    /// Whether to try `m` now: past the deadline only the offline provider is worth it.
+    fn may_try(&mut self, m: &Arc<ModelEntry>, deadline: Duration) -> bool {
+        if m.kind != ProviderKind::Offline && self.clock.elapsed() >= deadline {
+            return false;
+        }
+        self.guard.model = Some(m.clone());
+        true
+    }
+
+    /// The metadata of an answer from `m` (the call is then no longer cancellable).
+    fn answered(
+        &mut self,
+        m: &ModelEntry,
+        usage: TokenUsage,
+        finish: Option<FinishReason>,
+        ttft: Duration,
+    ) -> (ResponseMeta, UsageOutcome) {
+        self.guard.armed = false;
+        let offline = m.kind == ProviderKind::Offline;
+        let outcome = if offline && !self.fallbacks.is_empty() {
+            UsageOutcome::Fallback
+        } else {
+            UsageOutcome::Ok
+        };
+        let meta = ResponseMeta {
+            model: m.id.clone(),
+            provider: m.provider_name.clone(),
+            provider_kind: m.kind,
+            tier: self.tier,
+            offline,
+            cache_hit: false,
+            selection_reason: std::mem::take(&mut self.reason),
+            fallbacks: std::mem::take(&mut self.fallbacks),
+            attempts: self.attempts,
+            usage,
+            cost_usd: m.price.cost_usd(&usage),
+            finish_reason: finish,
+            latency: self.clock.elapsed(),
+            time_to_first_token: Some(ttft),
+            gateway_overhead: self.clock.overhead(),
+        };
+        (meta, outcome)
+    }
+}
+
 impl Gateway {
     /// Build the gateway. Must run inside a Tokio runtime (the usage writer is a task).
     /// Fails only on configuration problems (the same list `AiConfig::problems` gives).
@@ -249,79 +317,35 @@ impl Gateway {
     /// A complete answer.
     pub async fn complete(&self, req: AiRequest) -> Result<AiResponse, AiError> {
         let inner = &self.inner;
-        let mut clock = Clock::start();
-        let facts = Facts {
-            org_id: req.org_id,
-            user_id: req.user_id,
-            task: req.task,
-            streamed: false,
+        let mut call = match inner.begin(&req, false).await {
+            Begun::Cached(resp) => return Ok(resp),
+            Begun::Call(call) => call,
         };
-        let sel = select(&inner.registry, &req, inner.offline_fallback);
-        let mut guard = CancelGuard {
-            inner: inner.clone(),
-            facts,
-            tier: sel.tier,
-            model: None,
-            start: clock.start,
-            armed: true,
-        };
-        let ttl = inner.ttl.ttl(req.task);
-        let key = (!ttl.is_zero()).then(|| cache_key(&req, sel.tier));
-        if let Some(k) = &key
-            && !req.bypass_cache
-            && let Some(resp) = inner
-                .cached(k, req.task, sel.tier, &sel.reason, &clock)
-                .await
-        {
-            guard.armed = false;
-            inner.finish(facts, &resp.meta, UsageOutcome::Ok);
-            return Ok(resp);
-        }
-        let base = provider_request(&req);
-        let mut fallbacks: Vec<String> = Vec::new();
-        let mut attempts = 0u32;
-        let mut last_err = None;
-        for m in &sel.chain {
-            if m.kind != ProviderKind::Offline && clock.elapsed() >= inner.deadline {
+        for m in std::mem::take(&mut call.chain) {
+            if !call.may_try(&m, inner.deadline) {
                 continue;
             }
-            guard.model = Some(m.clone());
             match inner
-                .call_model(m, &base, req.task, &mut clock, &mut attempts)
+                .call_model(
+                    &m,
+                    &call.base,
+                    req.task,
+                    &mut call.clock,
+                    &mut call.attempts,
+                )
                 .await
             {
                 Ok((c, json, ttft)) => {
-                    let usage = c.usage.unwrap_or_else(|| estimate_usage(&base, &c.text));
-                    if let Some(k) = &key
+                    let usage = c
+                        .usage
+                        .unwrap_or_else(|| estimate_usage(&call.base, &c.text));
+                    if let Some(k) = call.key.take()
                         && m.kind != ProviderKind::Offline
                     {
-                        inner.store(k.clone(), m, &c, ttl);
+                        inner.store(k, &m, &c, call.ttl);
                     }
-                    let offline = m.kind == ProviderKind::Offline;
-                    let outcome = if offline && !fallbacks.is_empty() {
-                        UsageOutcome::Fallback
-                    } else {
-                        UsageOutcome::Ok
-                    };
-                    let meta = ResponseMeta {
-                        model: m.id.clone(),
-                        provider: m.provider_name.clone(),
-                        provider_kind: m.kind,
-                        tier: sel.tier,
-                        offline,
-                        cache_hit: false,
-                        selection_reason: sel.reason.clone(),
-                        fallbacks,
-                        attempts,
-                        usage,
-                        cost_usd: m.price.cost_usd(&usage),
-                        finish_reason: c.finish.clone(),
-                        latency: clock.elapsed(),
-                        time_to_first_token: Some(ttft),
-                        gateway_overhead: clock.overhead(),
-                    };
-                    guard.armed = false;
-                    inner.finish(facts, &meta, outcome);
+                    let (meta, outcome) = call.answered(&m, usage, c.finish.clone(), ttft);
+                    inner.finish(call.facts, &meta, outcome);
                     return Ok(AiResponse {
                         text: c.text,
                         json,
@@ -329,23 +353,13 @@ impl Gateway {
                     });
                 }
                 Err(e) => {
-                    if matches!(e, AiError::Blocked { .. }) {
-                        // Falling back after a provider's safety block would route around it.
-                        guard.armed = false;
-                        inner.fail(facts, Some(m), sel.tier, &clock, &e);
+                    if let Some(e) = inner.model_failed(&mut call, &m, e) {
                         return Err(e);
                     }
-                    tracing::warn!(model = %m.id, error = ?e, "model failed; trying the next in the chain");
-                    telemetry::record_fallback(&m.id, e.code());
-                    fallbacks.push(format!("{}: {}", m.id, e.code()));
-                    last_err = Some(e);
                 }
             }
         }
-        let e = last_err.unwrap_or(AiError::NoModel);
-        guard.armed = false;
-        inner.fail(facts, guard.model.as_deref(), sel.tier, &clock, &e);
-        Err(e)
+        Err(inner.exhausted(call))
     }
 
     /// A streamed answer. Errors before the first token are retried and fall back like
@@ -356,84 +370,142 @@ impl Gateway {
             return self.complete(req).await.map(single_stream);
         }
         let inner = &self.inner;
-        let mut clock = Clock::start();
+        let mut call = match inner.begin(&req, true).await {
+            Begun::Cached(resp) => return Ok(single_stream(resp)),
+            Begun::Call(call) => call,
+        };
+        for m in std::mem::take(&mut call.chain) {
+            if !call.may_try(&m, inner.deadline) {
+                continue;
+            }
+            match inner
+                .open_stream(&m, &call.base, &mut call.clock, &mut call.attempts)
+                .await
+            {
+                Ok(open) => {
+                    call.guard.armed = false;
+                    let (tx, rx) = mpsc::channel(32);
+                    let run = StreamRun {
+                        inner: inner.clone(),
+                        model: m,
+                        call,
+                    };
+                    tokio::spawn(run.forward(open, tx));
+                    return Ok(tokio_stream::wrappers::ReceiverStream::new(rx).boxed());
+                }
+                Err(e) => {
+                    if let Some(e) = inner.model_failed(&mut call, &m, e) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Err(inner.exhausted(call))
+    }
+}
+
+impl Inner {
+    /// Select the chain and answer from the cache when possible.
+    async fn begin(self: &Arc<Self>, req: &AiRequest, streamed: bool) -> Begun {
+        let clock = Clock::start();
         let facts = Facts {
             org_id: req.org_id,
             user_id: req.user_id,
             task: req.task,
-            streamed: true,
+            streamed,
         };
-        let sel = select(&inner.registry, &req, inner.offline_fallback);
+        let sel = select(&self.registry, req, self.offline_fallback);
         let mut guard = CancelGuard {
-            inner: inner.clone(),
+            inner: self.clone(),
             facts,
             tier: sel.tier,
             model: None,
             start: clock.start,
             armed: true,
         };
-        let ttl = inner.ttl.ttl(req.task);
-        let key = (!ttl.is_zero()).then(|| cache_key(&req, sel.tier));
+        let ttl = self.ttl.ttl(req.task);
+        let key = (!ttl.is_zero()).then(|| cache_key(req, sel.tier));
         if let Some(k) = &key
             && !req.bypass_cache
-            && let Some(resp) = inner
+            && let Some(resp) = self
                 .cached(k, req.task, sel.tier, &sel.reason, &clock)
                 .await
         {
             guard.armed = false;
-            inner.finish(facts, &resp.meta, UsageOutcome::Ok);
-            return Ok(single_stream(resp));
+            self.finish(facts, &resp.meta, UsageOutcome::Ok);
+            return Begun::Cached(resp);
         }
-        let base = provider_request(&req);
-        let mut fallbacks: Vec<String> = Vec::new();
-        let mut attempts = 0u32;
-        let mut last_err = None;
-        for m in &sel.chain {
-            if m.kind != ProviderKind::Offline && clock.elapsed() >= inner.deadline {
-                continue;
-            }
-            guard.model = Some(m.clone());
-            match inner.open_stream(m, &base, &mut clock, &mut attempts).await {
-                Ok(open) => {
-                    guard.armed = false;
-                    let (tx, rx) = mpsc::channel(32);
-                    let run = StreamRun {
-                        inner: inner.clone(),
-                        facts,
-                        model: m.clone(),
-                        tier: sel.tier,
-                        reason: sel.reason.clone(),
-                        fallbacks,
-                        attempts,
-                        key,
-                        ttl,
-                        preq: base,
-                        clock,
-                    };
-                    tokio::spawn(run.forward(open, tx));
-                    return Ok(tokio_stream::wrappers::ReceiverStream::new(rx).boxed());
-                }
-                Err(e) => {
-                    if matches!(e, AiError::Blocked { .. }) {
-                        guard.armed = false;
-                        inner.fail(facts, Some(m), sel.tier, &clock, &e);
-                        return Err(e);
-                    }
-                    tracing::warn!(model = %m.id, error = ?e, "model failed before its first token; trying the next");
-                    telemetry::record_fallback(&m.id, e.code());
-                    fallbacks.push(format!("{}: {}", m.id, e.code()));
-                    last_err = Some(e);
-                }
-            }
-        }
-        let e = last_err.unwrap_or(AiError::NoModel);
-        guard.armed = false;
-        inner.fail(facts, guard.model.as_deref(), sel.tier, &clock, &e);
-        Err(e)
+        Begun::Call(Call {
+            clock,
+            facts,
+            tier: sel.tier,
+            reason: sel.reason,
+            chain: sel.chain,
+            guard,
+            ttl,
+            key,
+            base: provider_request(req),
+            fallbacks: Vec::new(),
+            attempts: 0,
+            last_err: None,
+        })
     }
-}
 
-impl Inner {
+    /// `m` failed: a provider's block ends the call (falling back would route around it);
+    /// anything else is noted and the chain goes on.
+    fn model_failed(&self, call: &mut Call, m: &ModelEntry, e: AiError) -> Option<AiError> {
+        if matches!(e, AiError::Blocked { .. }) {
+            call.guard.armed = false;
+            self.fail(call.facts, Some(m), call.tier, &call.clock, &e);
+            return Some(e);
+        }
+        tracing::warn!(model = %m.id, error = ?e, "model failed; trying the next in the chain");
+        telemetry::record_fallback(&m.id, e.code());
+        call.fallbacks.push(format!("{}: {}", m.id, e.code()));
+        call.last_err = Some(e);
+        None
+    }
+
+    /// Every model failed (or none could be tried).
+    fn exhausted(&self, mut call: Call) -> AiError {
+        let e = call.last_err.take().unwrap_or(AiError::NoModel);
+        call.guard.armed = false;
+        self.fail(
+            call.facts,
+            call.guard.model.as_deref(),
+            call.tier,
+            &call.clock,
+            &e,
+        );
+        e
+    }
+
+    /// Settle the breaker for a failed attempt; when the same model deserves another try,
+    /// wait the backoff (or the provider's Retry-After) and return true.
+    async fn retry_after_failure(
+        &self,
+        m: &ModelEntry,
+        permit: BreakerPermit,
+        e: &AiError,
+        attempt: u32,
+        clock: &mut Clock,
+    ) -> bool {
+        if e.counts_against_breaker() {
+            permit.failure();
+        } else {
+            drop(permit);
+        }
+        if e.is_retryable()
+            && let Some(wait) = retry::backoff(&self.retry, attempt, e.retry_after())
+            && wait < self.remaining(clock)
+        {
+            tracing::debug!(model = %m.id, ?wait, code = e.code(), "retrying");
+            tokio::time::sleep(wait).await;
+            clock.waited += wait;
+            return true;
+        }
+        false
+    }
     fn remaining(&self, clock: &Clock) -> Duration {
         self.deadline.saturating_sub(clock.elapsed())
     }
@@ -628,18 +700,10 @@ impl Inner {
                     }
                 }
                 Err(e) => {
-                    if e.counts_against_breaker() {
-                        permit.failure();
-                    } else {
-                        drop(permit);
-                    }
-                    if e.is_retryable()
-                        && let Some(wait) = retry::backoff(&self.retry, attempt, e.retry_after())
-                        && wait < self.remaining(clock)
+                    if self
+                        .retry_after_failure(m, permit, &e, attempt, clock)
+                        .await
                     {
-                        tracing::debug!(model = %m.id, ?wait, code = e.code(), "retrying");
-                        tokio::time::sleep(wait).await;
-                        clock.waited += wait;
                         continue;
                     }
                     return Err(e);
@@ -714,17 +778,10 @@ impl Inner {
                     phase: crate::TimeoutPhase::FirstToken,
                 },
             };
-            if e.counts_against_breaker() {
-                permit.failure();
-            } else {
-                drop(permit);
-            }
-            if e.is_retryable()
-                && let Some(wait) = retry::backoff(&self.retry, attempt, e.retry_after())
-                && wait < self.remaining(clock)
+            if self
+                .retry_after_failure(m, permit, &e, attempt, clock)
+                .await
             {
-                tokio::time::sleep(wait).await;
-                clock.waited += wait;
                 continue;
             }
             return Err(e);
@@ -735,16 +792,8 @@ impl Inner {
 /// The rest of a streamed call, run as a task after the first token.
 struct StreamRun {
     inner: Arc<Inner>,
-    facts: Facts,
     model: Arc<ModelEntry>,
-    tier: Tier,
-    reason: String,
-    fallbacks: Vec<String>,
-    attempts: u32,
-    key: Option<String>,
-    ttl: Duration,
-    preq: ProviderRequest,
-    clock: Clock,
+    call: Call,
 }
 
 enum End {
@@ -758,7 +807,7 @@ impl StreamRun {
         // Waiting on a slow client is not gateway overhead.
         let t = Instant::now();
         let ok = tx.send(ev).await.is_ok();
-        self.clock.waited += t.elapsed();
+        self.call.clock.waited += t.elapsed();
         ok
     }
 
@@ -798,8 +847,10 @@ impl StreamRun {
                 end = End::Cancelled;
             }
         }
-        let stream_deadline =
-            Instant::now() + m.timeouts.total().min(self.inner.remaining(&self.clock));
+        let stream_deadline = Instant::now()
+            + m.timeouts
+                .total()
+                .min(self.inner.remaining(&self.call.clock));
         while matches!(end, End::Complete) {
             let left = stream_deadline.saturating_duration_since(Instant::now());
             let (wait, phase) = if m.timeouts.idle() < left {
@@ -813,7 +864,7 @@ impl StreamRun {
                 _ = tx.closed() => None,
                 r = tokio::time::timeout(wait, events.next()) => Some(r),
             };
-            self.clock.waited += t.elapsed();
+            self.call.clock.waited += t.elapsed();
             match next {
                 None => end = End::Cancelled,
                 Some(Err(_)) => end = End::Failed(AiError::Timeout { phase }),
@@ -837,10 +888,10 @@ impl StreamRun {
             End::Cancelled => {
                 drop(permit); // neither success nor failure
                 let r = inner.bare_record(
-                    self.facts,
+                    self.call.facts,
                     Some(&m),
-                    self.tier,
-                    self.clock.elapsed(),
+                    self.call.tier,
+                    self.call.clock.elapsed(),
                     UsageOutcome::Cancelled,
                 );
                 inner.ledger.record(r);
@@ -852,14 +903,20 @@ impl StreamRun {
                     drop(permit);
                 }
                 tracing::warn!(model = %m.id, error = ?e, "stream failed after its first token; not retried");
-                inner.fail(self.facts, Some(&m), self.tier, &self.clock, &e);
+                inner.fail(
+                    self.call.facts,
+                    Some(&m),
+                    self.call.tier,
+                    &self.call.clock,
+                    &e,
+                );
                 let _ = tx.send(AiStreamEvent::Error(e)).await;
             }
             End::Complete => {
                 permit.success();
-                let usage = usage.unwrap_or_else(|| estimate_usage(&self.preq, &text));
+                let usage = usage.unwrap_or_else(|| estimate_usage(&self.call.base, &text));
                 let filtered = matches!(finish, Some(FinishReason::ContentFilter(_)));
-                if let Some(k) = self.key.take()
+                if let Some(k) = self.call.key.take()
                     && !offline
                     && !filtered
                 {
@@ -868,31 +925,10 @@ impl StreamRun {
                         usage: Some(usage),
                         finish: finish.clone(),
                     };
-                    inner.store(k, &m, &c, self.ttl);
+                    inner.store(k, &m, &c, self.call.ttl);
                 }
-                let outcome = if offline && !self.fallbacks.is_empty() {
-                    UsageOutcome::Fallback
-                } else {
-                    UsageOutcome::Ok
-                };
-                let meta = ResponseMeta {
-                    model: m.id.clone(),
-                    provider: m.provider_name.clone(),
-                    provider_kind: m.kind,
-                    tier: self.tier,
-                    offline,
-                    cache_hit: false,
-                    selection_reason: std::mem::take(&mut self.reason),
-                    fallbacks: std::mem::take(&mut self.fallbacks),
-                    attempts: self.attempts,
-                    usage,
-                    cost_usd: m.price.cost_usd(&usage),
-                    finish_reason: finish,
-                    latency: self.clock.elapsed(),
-                    time_to_first_token: Some(ttft),
-                    gateway_overhead: self.clock.overhead(),
-                };
-                inner.finish(self.facts, &meta, outcome);
+                let (meta, outcome) = self.call.answered(&m, usage, finish, ttft);
+                inner.finish(self.call.facts, &meta, outcome);
                 let _ = tx.send(AiStreamEvent::Done(Box::new(meta))).await;
             }
         }

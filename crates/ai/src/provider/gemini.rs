@@ -241,21 +241,8 @@ impl Provider for Gemini {
         req: &'a ProviderRequest,
     ) -> BoxFuture<'a, Result<Completion, AiError>> {
         async move {
-            let resp = self
-                .request(req, false)
-                .send()
-                .await
-                .map_err(transport_error)?;
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
+            let resp = super::send(self.request(req, false), classify_error).await?;
             let body = resp.bytes().await.map_err(transport_error)?;
-            if status != 200 {
-                return Err(classify_error(
-                    status,
-                    &headers,
-                    &String::from_utf8_lossy(&body),
-                ));
-            }
             let v: Value = serde_json::from_slice(&body).map_err(|e| AiError::InvalidOutput {
                 detail: format!("generateContent body: {e}"),
             })?;
@@ -281,17 +268,7 @@ impl Provider for Gemini {
         req: &'a ProviderRequest,
     ) -> BoxFuture<'a, Result<EventStream, AiError>> {
         async move {
-            let resp = self
-                .request(req, true)
-                .send()
-                .await
-                .map_err(transport_error)?;
-            let status = resp.status().as_u16();
-            if status != 200 {
-                let headers = resp.headers().clone();
-                let body = resp.text().await.unwrap_or_default();
-                return Err(classify_error(status, &headers, &body));
-            }
+            let resp = super::send(self.request(req, true), classify_error).await?;
             let events = crate::sse::events(resp.bytes_stream().boxed());
             let s = events
                 .map(|r| -> Vec<Result<StreamEvent, AiError>> {

@@ -87,6 +87,24 @@ pub(crate) fn status_error(
     }
 }
 
+/// How a provider turns an error response (status, headers, body) into an `AiError`.
+pub(crate) type ClassifyError = fn(u16, &reqwest::header::HeaderMap, &str) -> AiError;
+
+/// Send a request; a non-200 answer becomes the provider's typed error.
+pub(crate) async fn send(
+    rb: reqwest::RequestBuilder,
+    classify: ClassifyError,
+) -> Result<reqwest::Response, AiError> {
+    let resp = rb.send().await.map_err(transport_error)?;
+    let status = resp.status().as_u16();
+    if status == 200 {
+        return Ok(resp);
+    }
+    let headers = resp.headers().clone();
+    let body = resp.text().await.unwrap_or_default();
+    Err(classify(status, &headers, &body))
+}
+
 /// Truncate provider text kept for logs.
 pub(crate) fn clip(s: &str) -> String {
     s.chars().take(300).collect()
