@@ -345,7 +345,7 @@ impl Gateway {
                         inner.store(k, &m, &c, call.ttl);
                     }
                     let (meta, outcome) = call.answered(&m, usage, c.finish.clone(), ttft);
-                    inner.finish(call.facts, &meta, outcome);
+                    inner.finish(call.facts, Some(&m), &meta, outcome);
                     return Ok(AiResponse {
                         text: c.text,
                         json,
@@ -432,7 +432,7 @@ impl Inner {
                 .await
         {
             guard.armed = false;
-            self.finish(facts, &resp.meta, UsageOutcome::Ok);
+            self.finish(facts, None, &resp.meta, UsageOutcome::Ok);
             return Begun::Cached(resp);
         }
         Begun::Call(Call {
@@ -565,8 +565,14 @@ impl Inner {
         tokio::spawn(async move { cache.set(&key, &bytes, ttl).await });
     }
 
-    fn finish(&self, facts: Facts, meta: &ResponseMeta, outcome: UsageOutcome) {
-        telemetry::record_call(facts.task, meta, outcome.as_str());
+    fn finish(
+        &self,
+        facts: Facts,
+        m: Option<&ModelEntry>,
+        meta: &ResponseMeta,
+        outcome: UsageOutcome,
+    ) {
+        telemetry::record_call(facts.task, meta, outcome.as_str(), m.map(|m| &m.metrics));
         self.ledger.record(UsageRecord {
             id: uuid::Uuid::now_v7(),
             org_id: facts.org_id,
@@ -928,7 +934,7 @@ impl StreamRun {
                     inner.store(k, &m, &c, self.call.ttl);
                 }
                 let (meta, outcome) = self.call.answered(&m, usage, finish, ttft);
-                inner.finish(self.call.facts, &meta, outcome);
+                inner.finish(self.call.facts, Some(&m), &meta, outcome);
                 let _ = tx.send(AiStreamEvent::Done(Box::new(meta))).await;
             }
         }

@@ -30,6 +30,7 @@ pub struct ModelEntry {
     pub price: Price,
     pub provider: Arc<dyn Provider>,
     pub breaker: Arc<CircuitBreaker>,
+    pub metrics: crate::telemetry::ModelMetrics,
 }
 
 pub struct Registry {
@@ -89,6 +90,7 @@ impl Registry {
                     timeouts: m.timeouts,
                     price: m.price,
                     provider,
+                    metrics: Default::default(),
                 })
             })
             .collect();
@@ -103,6 +105,7 @@ impl Registry {
             price: Price::default(),
             breaker: CircuitBreaker::new(OFFLINE_MODEL_ID, cfg.breaker),
             provider: offline_provider,
+            metrics: Default::default(),
         });
         Ok(Self { models, offline })
     }

@@ -4,9 +4,90 @@
 //! and fallback series. Breaker state is published by the breaker itself.
 
 use crate::types::{ResponseMeta, TaskKind};
-use metrics::{counter, histogram};
+use metrics::{Counter, Histogram, counter, histogram};
+use std::sync::OnceLock;
 
-pub fn record_call(task: TaskKind, meta: &ResponseMeta, outcome: &str) {
+/// Handles for one model's successful, uncached calls on one task. Built on first use
+/// (after the exporter is installed) so the hot path records without building label sets.
+struct CallMetrics {
+    duration: Histogram,
+    ttft: Histogram,
+    tokens_in: Histogram,
+    tokens_out: Histogram,
+    cached_tokens: Counter,
+    overhead: Histogram,
+    cost_micros: Counter,
+    cache_miss: Counter,
+}
+
+/// Per-model metric handles, one set per task.
+#[derive(Default)]
+pub struct ModelMetrics {
+    per_task: [OnceLock<CallMetrics>; TaskKind::ALL.len()],
+}
+
+fn task_index(task: TaskKind) -> usize {
+    TaskKind::ALL.iter().position(|t| *t == task).unwrap_or(0)
+}
+
+impl ModelMetrics {
+    fn handles(&self, task: TaskKind, meta: &ResponseMeta) -> &CallMetrics {
+        self.per_task[task_index(task)].get_or_init(|| {
+            let provider = meta.provider_kind.as_str();
+            let model = meta.model.clone();
+            let labels = [
+                ("gen_ai.operation.name", "chat".to_owned()),
+                ("gen_ai.provider.name", provider.to_owned()),
+                ("gen_ai.request.model", model.clone()),
+                ("assay.task", task.as_str().to_owned()),
+                ("assay.outcome", "ok".to_owned()),
+            ];
+            let tokens = |kind: &'static str| {
+                histogram!("gen_ai.client.token.usage", "gen_ai.token.type" => kind, "gen_ai.provider.name" => provider, "gen_ai.request.model" => model.clone())
+            };
+            CallMetrics {
+                duration: histogram!("gen_ai.client.operation.duration", &labels),
+                ttft: histogram!("gen_ai.client.operation.time_to_first_chunk", &labels),
+                tokens_in: tokens("input"),
+                tokens_out: tokens("output"),
+                cached_tokens: counter!("assay_ai_tokens_total", "type" => "cached_input", "model" => model.clone()),
+                overhead: histogram!("assay_ai_gateway_overhead_seconds", "stream" => "false"),
+                cost_micros: counter!("assay_ai_cost_usd_micros_total", "model" => model.clone(), "task" => task.as_str()),
+                cache_miss: counter!("assay_ai_cache_requests_total", "task" => task.as_str(), "result" => "miss"),
+            }
+        })
+    }
+}
+
+/// Record a finished call; `fast` carries the answering model's cached handles.
+pub fn record_call(
+    task: TaskKind,
+    meta: &ResponseMeta,
+    outcome: &str,
+    fast: Option<&ModelMetrics>,
+) {
+    if let Some(mm) = fast
+        && outcome == "ok"
+        && !meta.cache_hit
+    {
+        let h = mm.handles(task, meta);
+        h.duration.record(meta.latency.as_secs_f64());
+        if let Some(t) = meta.time_to_first_token {
+            h.ttft.record(t.as_secs_f64());
+        }
+        h.tokens_in.record(meta.usage.input_tokens as f64);
+        h.tokens_out.record(meta.usage.output_tokens as f64);
+        h.cached_tokens.increment(meta.usage.cached_input_tokens);
+        h.overhead.record(meta.gateway_overhead.as_secs_f64());
+        h.cost_micros
+            .increment((meta.cost_usd * 1e6).round() as u64);
+        h.cache_miss.increment(1);
+        return;
+    }
+    record_call_slow(task, meta, outcome);
+}
+
+fn record_call_slow(task: TaskKind, meta: &ResponseMeta, outcome: &str) {
     let provider = meta.provider_kind.as_str();
     let model = meta.model.clone();
     let labels = [
