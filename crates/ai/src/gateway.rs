@@ -342,7 +342,7 @@ impl Gateway {
                     if let Some(k) = call.key.take()
                         && m.kind != ProviderKind::Offline
                     {
-                        inner.store(k, &m, &c, call.ttl);
+                        inner.store(k, &m, &c, call.ttl).await;
                     }
                     let (meta, outcome) = call.answered(&m, usage, c.finish.clone(), ttft);
                     inner.finish(call.facts, Some(&m), &meta, outcome);
@@ -549,8 +549,8 @@ impl Inner {
         })
     }
 
-    /// Store off the hot path: the caller does not wait for Redis.
-    fn store(&self, key: String, m: &ModelEntry, c: &Completion, ttl: Duration) {
+    /// Store in memory now and in Redis in the background: the caller never waits for Redis.
+    async fn store(&self, key: String, m: &ModelEntry, c: &Completion, ttl: Duration) {
         let entry = CachedAnswer {
             text: c.text.clone(),
             model: m.id.clone(),
@@ -561,8 +561,7 @@ impl Inner {
         let Ok(bytes) = serde_json::to_vec(&entry) else {
             return;
         };
-        let cache = self.cache.clone();
-        tokio::spawn(async move { cache.set(&key, &bytes, ttl).await });
+        self.cache.set_detached(&key, &bytes, ttl).await;
     }
 
     fn finish(
@@ -931,7 +930,7 @@ impl StreamRun {
                         usage: Some(usage),
                         finish: finish.clone(),
                     };
-                    inner.store(k, &m, &c, self.call.ttl);
+                    inner.store(k, &m, &c, self.call.ttl).await;
                 }
                 let (meta, outcome) = self.call.answered(&m, usage, finish, ttft);
                 inner.finish(self.call.facts, Some(&m), &meta, outcome);

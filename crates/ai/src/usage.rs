@@ -161,6 +161,7 @@ pub struct UsageLedger {
 }
 
 const BATCH: usize = 256;
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
 
 impl UsageLedger {
     /// Start the writer task (needs a Tokio runtime). It ends when the ledger is dropped,
@@ -171,7 +172,27 @@ impl UsageLedger {
         let d2 = dropped.clone();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
-            while rx.recv_many(&mut batch, BATCH).await > 0 {
+            let mut backlog = false;
+            loop {
+                // Drain on a short tick rather than waking for every record: a wake-up per
+                // call would put a task switch on every request's path. A full batch means
+                // more is waiting, so the next one goes without sleeping.
+                if !backlog {
+                    tokio::time::sleep(FLUSH_EVERY).await;
+                }
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
+                }
+                backlog = batch.len() == BATCH;
+                if batch.is_empty() {
+                    if rx.is_closed() && rx.is_empty() {
+                        return;
+                    }
+                    continue;
+                }
                 if let Err(e) = sink.write_batch(&batch).await {
                     let n = batch.len() as u64;
                     d2.fetch_add(n, Ordering::Relaxed);
@@ -262,6 +283,23 @@ mod tests {
             ledger.record(sample(org, "m", i as f64));
         }
         assert_eq!(sink.wait_for(5, Duration::from_secs(5)).await.len(), 5);
+        assert_eq!(ledger.dropped(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_burst_larger_than_a_batch_is_written_whole() {
+        let sink = Arc::new(MemoryUsageSink::default());
+        let ledger = UsageLedger::start(sink.clone(), 4_000);
+        let org = OrgId::new();
+        for _ in 0..3 * BATCH + 7 {
+            ledger.record(sample(org, "m", 0.0));
+        }
+        assert_eq!(
+            sink.wait_for(3 * BATCH + 7, Duration::from_secs(5))
+                .await
+                .len(),
+            3 * BATCH + 7
+        );
         assert_eq!(ledger.dropped(), 0);
     }
 

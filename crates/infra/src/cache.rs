@@ -229,7 +229,34 @@ impl TieredCache {
             },
         )
         .await;
-        if let Some(l2) = &i.l2 {
+        self.set_l2(key, value, ttl).await;
+    }
+
+    /// Like [`set`](Self::set), but the Redis write runs in the background: for callers on a
+    /// latency-sensitive path that must not wait for a network round trip. The in-process
+    /// layer is updated before this returns.
+    pub async fn set_detached(&self, key: &str, value: &[u8], ttl: Duration) {
+        if ttl.is_zero() {
+            return;
+        }
+        self.inner
+            .l1
+            .insert(
+                key.to_owned(),
+                L1Entry {
+                    value: value.into(),
+                    ttl,
+                },
+            )
+            .await;
+        if self.inner.l2.is_some() {
+            let (this, key, value) = (self.clone(), key.to_owned(), value.to_vec());
+            tokio::spawn(async move { this.set_l2(&key, &value, ttl).await });
+        }
+    }
+
+    async fn set_l2(&self, key: &str, value: &[u8], ttl: Duration) {
+        if let Some(l2) = &self.inner.l2 {
             let mut pipe = redis::pipe();
             let ms = ttl.as_millis().max(1) as u64;
             pipe.cmd("SET")
