@@ -7,7 +7,7 @@
 
 use assay_store::StoreError;
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -19,7 +19,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Option<serde_json::Value>,
-    pub retry_after_secs: Option<u64>,
+    /// Extra response headers (`Retry-After`, `WWW-Authenticate`, `X-RateLimit-*`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -29,8 +30,36 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
-            retry_after_secs: None,
+            headers: Vec::new(),
         }
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: impl ToString) -> Self {
+        if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+            self.headers.push((name, v));
+        }
+        self
+    }
+
+    /// 401 with the reason in `code` and the `WWW-Authenticate` challenge.
+    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+            .with_header(header::WWW_AUTHENTICATE, "Bearer")
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 429 with `Retry-After` in whole seconds (at least 1).
+    pub fn rate_limited(code: &'static str, retry_after: std::time::Duration) -> Self {
+        let secs = (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1);
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            code,
+            format!("too many attempts; retry in {secs} s"),
+        )
+        .with_header(header::RETRY_AFTER, secs)
     }
 
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
@@ -133,9 +162,8 @@ struct Body<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut res = self.status.into_response();
-        if let Some(secs) = self.retry_after_secs {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        for (name, value) in &self.headers {
+            res.headers_mut().insert(name.clone(), value.clone());
         }
         res.extensions_mut().insert(self);
         res

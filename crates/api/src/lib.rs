@@ -6,7 +6,11 @@
 //! shutdown future resolves, then drains: readiness turns 503, no new connections are
 //! accepted, in-flight requests get up to `server.drain_timeout_secs` to finish.
 
+pub mod auth;
 pub mod error;
+pub mod identity;
+pub mod json;
+mod rate_limit;
 pub mod request_id;
 pub mod routes;
 mod security_headers;
@@ -20,7 +24,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{delete, get, patch, post};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +45,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("redis.url: {0}")]
     Redis(String),
+    #[error("authentication: {0}")]
+    Identity(String),
     #[error("TLS: {0}")]
     Tls(std::io::Error),
     #[error("listener: {0}")]
@@ -88,7 +94,9 @@ impl App {
             None => None,
         };
         let local_addr = listener.local_addr().map_err(StartupError::Listener)?;
-        let state = AppState::new(db, redis, Arc::new(config));
+        let identity = identity::Identity::from_config(&config, redis.as_ref())
+            .map_err(|e| StartupError::Identity(e.to_string()))?;
+        let state = AppState::new(db, identity, redis, Arc::new(config));
         Ok(App {
             state,
             listener,
@@ -190,9 +198,69 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
     let cors = security_headers::cors(&cfg.cors);
     let headers = security_headers::SecurityHeaders::from_config(cfg);
 
+    let auth_routes = Router::new()
+        .route("/api/v1/auth/register", post(routes::auth::register))
+        .route("/api/v1/auth/login", post(routes::auth::login))
+        .route("/api/v1/auth/refresh", post(routes::auth::refresh))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::auth_endpoints,
+        ));
+    let api_routes = Router::new()
+        .route("/api/v1/auth/logout", post(routes::auth::logout))
+        .route("/api/v1/auth/logout-all", post(routes::auth::logout_all))
+        .route("/api/v1/me", get(routes::auth::me))
+        .route(
+            "/api/v1/orgs",
+            get(routes::orgs::list_mine).post(routes::orgs::create),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}",
+            get(routes::orgs::get).patch(routes::orgs::rename),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/members",
+            get(routes::orgs::list_members),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/members/{user_id}",
+            patch(routes::orgs::change_role).delete(routes::orgs::remove_member),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/invitations",
+            get(routes::orgs::list_invitations).post(routes::orgs::invite),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/invitations/{invitation_id}",
+            delete(routes::orgs::revoke_invitation),
+        )
+        .route(
+            "/api/v1/invitations/{token}/accept",
+            post(routes::orgs::accept_invitation),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/api-keys",
+            get(routes::api_keys::list).post(routes::api_keys::create),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/api-keys/{key_id}",
+            delete(routes::api_keys::revoke),
+        )
+        .route("/api/v1/orgs/{org_id}/audit", get(routes::audit::list))
+        .route(
+            "/api/v1/orgs/{org_id}/audit/verify",
+            get(routes::audit::verify),
+        )
+        .merge(auth_routes)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::api,
+        ));
+
     let api = Router::new()
         .route("/health/live", get(routes::health::live))
         .route("/health/ready", get(routes::health::ready))
+        .merge(api_routes)
         .merge(extra_routes)
         .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async {

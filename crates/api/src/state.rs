@@ -1,6 +1,7 @@
 //! What every handler can reach: the database, Redis (when configured), the configuration
 //! and the process lifecycle (whether it is draining for shutdown).
 
+use crate::identity::Identity;
 use assay_config::Config;
 use assay_infra::redis_conn::RedisConn;
 use assay_store::Db;
@@ -14,16 +15,18 @@ pub struct AppState {
 
 struct Inner {
     db: Db,
+    identity: Identity,
     redis: Option<RedisConn>,
     config: Arc<Config>,
     draining: AtomicBool,
 }
 
 impl AppState {
-    pub fn new(db: Db, redis: Option<RedisConn>, config: Arc<Config>) -> Self {
+    pub fn new(db: Db, identity: Identity, redis: Option<RedisConn>, config: Arc<Config>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
+                identity,
                 redis,
                 config,
                 draining: AtomicBool::new(false),
@@ -33,6 +36,10 @@ impl AppState {
 
     pub fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
     }
 
     pub fn redis(&self) -> Option<&RedisConn> {

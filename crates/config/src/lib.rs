@@ -23,7 +23,17 @@ pub const DEV_JWT_SECRET: &str = "assay-development-only-jwt-secret-change-me";
 /// Top-level sections; only `ASSAY_<SECTION>...` variables are read, so unrelated
 /// `ASSAY_*` variables (e.g. the test suite's) never collide with configuration.
 const SECTIONS: &[&str] = &[
-    "env", "server", "tls", "database", "redis", "log", "cors", "auth", "security", "features",
+    "env",
+    "server",
+    "tls",
+    "database",
+    "redis",
+    "log",
+    "cors",
+    "auth",
+    "security",
+    "rate_limits",
+    "features",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -46,6 +56,7 @@ pub struct Config {
     pub cors: CorsConfig,
     pub auth: AuthConfig,
     pub security: SecurityConfig,
+    pub rate_limits: RateLimitConfig,
     pub features: FeatureFlags,
 }
 
@@ -128,7 +139,7 @@ fn redacted_urls<S: serde::Serializer>(urls: &[String], ser: S) -> Result<S::Ok,
     ser.collect_seq(urls.iter().map(|u| assay_infra::secret::redact_url(u)))
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// When set, rate limits, cache and token revocation are shared through Redis.
@@ -137,6 +148,17 @@ pub struct RedisConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub url: Option<String>,
+    /// Prefix of every key Assay writes, so several deployments can share one Redis.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: "assay:".into(),
+        }
+    }
 }
 
 fn redacted_opt_url<S: serde::Serializer>(url: &Option<String>, ser: S) -> Result<S::Ok, S::Error> {
@@ -188,8 +210,23 @@ pub struct AuthConfig {
     pub jwt_secret: SecretString,
     pub issuer: String,
     pub audience: String,
+    /// Earlier signing secrets, still accepted for verification while tokens signed with
+    /// them expire (key rotation: move the old secret here, put the new one in jwt_secret).
+    #[serde(serialize_with = "redacted_secrets")]
+    pub previous_jwt_secrets: Vec<SecretString>,
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
+    /// How long an invitation stays usable.
+    pub invitation_ttl_secs: u64,
+    /// Concurrent password hashes (Argon2id is deliberately expensive); 0 = number of CPUs.
+    pub password_hash_concurrency: usize,
+}
+
+fn redacted_secrets<S: serde::Serializer>(
+    secrets: &[SecretString],
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    ser.collect_seq(secrets.iter().map(|_| assay_infra::secret::REDACTED))
 }
 
 impl Default for AuthConfig {
@@ -198,8 +235,11 @@ impl Default for AuthConfig {
             jwt_secret: SecretString::from(DEV_JWT_SECRET),
             issuer: "assay".into(),
             audience: "assay-api".into(),
+            previous_jwt_secrets: Vec::new(),
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 7 * 24 * 3600,
+            invitation_ttl_secs: 7 * 24 * 3600,
+            password_hash_concurrency: 0,
         }
     }
 }
@@ -213,6 +253,25 @@ pub struct SecurityConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub encryption_key: Option<SecretString>,
+}
+
+/// Request rate limits, per client IP unless noted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per minute to `/api/v1/auth/*` (login, register, refresh) per IP.
+    pub auth_per_minute: u32,
+    /// Requests per minute to the rest of the API, per IP or per API key.
+    pub api_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            auth_per_minute: 10,
+            api_per_minute: 600,
+        }
+    }
 }
 
 /// Features that can be switched per environment.

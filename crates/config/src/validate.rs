@@ -104,6 +104,20 @@ pub(crate) fn problems(c: &Config) -> Vec<Problem> {
             "must be between 1 and 86400",
         ));
     }
+    if c.rate_limits.auth_per_minute == 0 {
+        out.push(problem("rate_limits.auth_per_minute", "must be at least 1"));
+    }
+    if c.rate_limits.api_per_minute == 0 {
+        out.push(problem("rate_limits.api_per_minute", "must be at least 1"));
+    }
+    for (i, s) in c.auth.previous_jwt_secrets.iter().enumerate() {
+        if s.expose_secret().len() < 32 {
+            out.push(problem(
+                &format!("auth.previous_jwt_secrets[{i}]"),
+                "is shorter than 32 bytes",
+            ));
+        }
+    }
     if c.auth.issuer.trim().is_empty() {
         out.push(problem("auth.issuer", "must not be empty"));
     }

@@ -25,6 +25,16 @@ impl OrgCtx {
         }
     }
 
+    /// The scope of an organisation API key. There is no human actor; `role` is the role
+    /// the key's scopes correspond to (permissions are still checked against the scopes).
+    pub fn for_api_key(org_id: OrgId, role: Role) -> Self {
+        Self {
+            org_id,
+            user_id: None,
+            role,
+        }
+    }
+
     /// The scope of the platform itself acting for an org (a scheduled job, the CLI):
     /// no human actor, owner-level rights.
     pub fn for_system(org_id: OrgId) -> Self {

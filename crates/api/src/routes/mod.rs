@@ -1,3 +1,7 @@
 //! HTTP routes, one module per area.
 
+pub mod api_keys;
+pub mod audit;
+pub mod auth;
 pub mod health;
+pub mod orgs;

@@ -13,8 +13,22 @@ use std::net::SocketAddr;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub const TEST_JWT_SECRET: &str = "test-signing-secret-of-at-least-32-bytes!";
+pub const PASSWORD: &str = "correct-horse-battery-staple-42";
+
+/// A signed-in person: their tokens and ids.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+    pub user_id: String,
+    pub org_id: String,
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The database URL this app uses (with its password: tests only).
+    pub database_url: String,
     pub client: reqwest::Client,
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
@@ -23,6 +37,7 @@ pub struct TestApp {
 }
 
 enum Cleanup {
+    None,
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
     Postgres { admin_url: String, name: String },
 }
@@ -35,6 +50,7 @@ pub struct TestAppBuilder {
     configure: Vec<ConfigEdit>,
     routes: Option<Router<AppState>>,
     force_sqlite: bool,
+    shared_database: Option<String>,
 }
 
 impl TestAppBuilder {
@@ -53,26 +69,38 @@ impl TestAppBuilder {
         self
     }
 
+    /// Use another TestApp's database (a second node of the same deployment).
+    pub fn database_of(mut self, other: &TestApp) -> Self {
+        self.shared_database = Some(other.database_url.clone());
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
         let mut config = Config::default();
-        let pg = if self.force_sqlite {
+        let pg = if self.force_sqlite || self.shared_database.is_some() {
             None
         } else {
             service_url("ASSAY_TEST_POSTGRES_URL")
         };
-        let cleanup = match pg {
-            Some(admin_url) => {
+        let cleanup = match (pg, self.shared_database) {
+            (_, Some(url)) => {
+                config.database.url = url;
+                Cleanup::None
+            }
+            (Some(admin_url), None) => {
                 let (settings, name) = create_postgres_database(&admin_url).await;
                 config.database.url = assay_store::testing::expose_for_tests(&settings.url);
                 config.database.max_connections = 5;
                 Cleanup::Postgres { admin_url, name }
             }
-            None => {
+            (None, None) => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 config.database.url = format!("sqlite://{}", dir.path().join("assay.db").display());
                 Cleanup::Sqlite(dir)
             }
         };
+        // A fixed signing secret, so several TestApps of one test accept each other's tokens.
+        config.auth.jwt_secret = TEST_JWT_SECRET.into();
         config.server.addr = "127.0.0.1:0".into();
         for f in self.configure {
             f(&mut config);
@@ -85,6 +113,7 @@ impl TestAppBuilder {
             app = app.with_routes(routes);
         }
         let addr = app.local_addr();
+        let database_url = app.state().config().database.url.clone();
         let state = app.state().clone();
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app.run_until_stopped(async {
@@ -94,6 +123,7 @@ impl TestAppBuilder {
             addr,
             client: reqwest::Client::new(),
             state,
+            database_url,
             shutdown: Some(tx),
             server: Some(server),
             cleanup,
@@ -120,6 +150,49 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    pub fn with_token(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Register a new person with a new organisation.
+    pub async fn signup(&self, email: &str, org: &str) -> Session {
+        let res = self
+            .post_json(
+                "/api/v1/auth/register",
+                serde_json::json!({ "email": email, "password": PASSWORD, "name": "Test Person", "org_name": org }),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            201,
+            "register {email}: {}",
+            res.text().await.unwrap_or_default()
+        );
+        let body: serde_json::Value = res.json().await.unwrap();
+        Session {
+            access: body["access_token"].as_str().unwrap().to_owned(),
+            refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+            user_id: body["user"]["id"].as_str().unwrap().to_owned(),
+            org_id: body["org"]["id"].as_str().unwrap().to_owned(),
+        }
     }
 
     /// Trigger the same shutdown a SIGTERM does.

@@ -1,0 +1,174 @@
+//! The authentication service: token issuing and verification, password hashing,
+//! revocation, request limits and the short-lived membership cache. Built once at start-up
+//! from configuration and shared by every request.
+
+use assay_auth::{
+    AccessTokenConfig, AccessTokens, JwtKey, Keyring, PasswordHasher, PasswordHasherConfig,
+};
+use assay_config::{Config, DEV_JWT_SECRET};
+use assay_core::{OrgId, Role, UserId};
+use assay_infra::rate_limit::{RateLimiter, RateLimiterConfig};
+use assay_infra::redis_conn::RedisConn;
+use assay_infra::revocation::{RevocationConfig, RevocationStore};
+use assay_store::Db;
+use assay_store::repo::{memberships, users};
+use moka::future::Cache;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// How long a membership or account state may be served from memory. A role change or a
+/// removal made on this node is seen at once (the entry is invalidated); other nodes see
+/// it within this time.
+const MEMBERSHIP_CACHE_TTL: Duration = Duration::from_secs(5);
+
+pub struct Identity {
+    pub tokens: AccessTokens,
+    pub hasher: PasswordHasher,
+    pub revocation: RevocationStore,
+    pub auth_limiter: RateLimiter,
+    pub api_limiter: RateLimiter,
+    pub refresh_ttl: Duration,
+    pub invitation_ttl: Duration,
+    roles: Cache<(OrgId, UserId), Option<Role>>,
+    active: Cache<UserId, bool>,
+}
+
+/// Why the identity service could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct IdentityError(String);
+
+/// A key id derived from the secret, so tokens name the key that signed them and several
+/// secrets can be accepted during a rotation without configuring ids.
+fn kid_for(secret: &[u8]) -> String {
+    hex::encode(&Sha256::digest(secret)[..6])
+}
+
+impl Identity {
+    pub fn from_config(cfg: &Config, redis: Option<&RedisConn>) -> Result<Self, IdentityError> {
+        let err = |e: &dyn std::fmt::Display| IdentityError(e.to_string());
+        let configured = cfg.auth.jwt_secret.expose_secret();
+        // The development default is public; rather than sign with it, a bare `assay serve`
+        // signs with a random per-process key (sessions end at restart). Production refuses
+        // the default before this point.
+        let secret: Vec<u8> = if configured == DEV_JWT_SECRET {
+            tracing::warn!(
+                "auth.jwt_secret is not set: using a random signing key; sessions will not survive a restart"
+            );
+            rand::random::<[u8; 32]>().to_vec()
+        } else {
+            configured.as_bytes().to_vec()
+        };
+        let current = JwtKey::hs256(kid_for(&secret), &secret).map_err(|e| err(&e))?;
+        let previous = cfg
+            .auth
+            .previous_jwt_secrets
+            .iter()
+            .map(|s| {
+                JwtKey::hs256(
+                    kid_for(s.expose_secret().as_bytes()),
+                    s.expose_secret().as_bytes(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(&e))?;
+        let keyring = Keyring::new(current, previous).map_err(|e| err(&e))?;
+        let mut token_cfg =
+            AccessTokenConfig::new(cfg.auth.issuer.clone(), cfg.auth.audience.clone());
+        token_cfg.ttl = Duration::from_secs(cfg.auth.access_token_ttl_secs);
+        let tokens = AccessTokens::new(token_cfg, keyring);
+
+        let mut hasher_cfg = PasswordHasherConfig::default();
+        if cfg.auth.password_hash_concurrency > 0 {
+            hasher_cfg.max_concurrent = cfg.auth.password_hash_concurrency;
+        }
+        let hasher = PasswordHasher::new(hasher_cfg).map_err(|e| err(&e))?;
+
+        let revocation_cfg = RevocationConfig {
+            max_token_lifetime: Duration::from_secs(cfg.auth.access_token_ttl_secs + 120),
+            ..RevocationConfig::default()
+        };
+        let auth_cfg = RateLimiterConfig {
+            name: "auth_ip",
+            ..RateLimiterConfig::default()
+        };
+        let api_cfg = RateLimiterConfig {
+            name: "api",
+            ..RateLimiterConfig::default()
+        };
+        let prefix = cfg.redis.key_prefix.as_str();
+        let (revocation, auth_limiter, api_limiter) = match redis {
+            Some(conn) => (
+                RevocationStore::with_redis(revocation_cfg, conn.clone(), prefix),
+                RateLimiter::with_redis(auth_cfg, conn.clone(), prefix),
+                RateLimiter::with_redis(api_cfg, conn.clone(), prefix),
+            ),
+            None => (
+                RevocationStore::in_memory(revocation_cfg),
+                RateLimiter::in_memory(auth_cfg),
+                RateLimiter::in_memory(api_cfg),
+            ),
+        };
+        Ok(Self {
+            tokens,
+            hasher,
+            revocation,
+            auth_limiter,
+            api_limiter,
+            refresh_ttl: Duration::from_secs(cfg.auth.refresh_token_ttl_secs),
+            invitation_ttl: Duration::from_secs(cfg.auth.invitation_ttl_secs),
+            roles: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(MEMBERSHIP_CACHE_TTL)
+                .build(),
+            active: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(MEMBERSHIP_CACHE_TTL)
+                .build(),
+        })
+    }
+
+    /// The caller's role in `org`, from the store (briefly cached). `None`: not a member.
+    pub async fn role_of(
+        &self,
+        db: &Db,
+        org: OrgId,
+        user: UserId,
+    ) -> Result<Option<Role>, assay_store::StoreError> {
+        if let Some(hit) = self.roles.get(&(org, user)).await {
+            return Ok(hit);
+        }
+        let role = memberships::role_of(db.primary(), org, user).await?;
+        self.roles.insert((org, user), role).await;
+        Ok(role)
+    }
+
+    /// Whether the account may act (exists and is not deactivated), briefly cached.
+    pub async fn user_active(
+        &self,
+        db: &Db,
+        user: UserId,
+    ) -> Result<bool, assay_store::StoreError> {
+        if let Some(hit) = self.active.get(&user).await {
+            return Ok(hit);
+        }
+        let active = match users::get(db.primary(), user).await {
+            Ok(u) => u.is_active,
+            Err(assay_store::StoreError::NotFound { .. }) => false,
+            Err(e) => return Err(e),
+        };
+        self.active.insert(user, active).await;
+        Ok(active)
+    }
+
+    /// Forget a cached membership after it changed here.
+    pub async fn membership_changed(&self, org: OrgId, user: UserId) {
+        self.roles.invalidate(&(org, user)).await;
+    }
+
+    /// Forget a cached account state after it changed here.
+    pub async fn user_changed(&self, user: UserId) {
+        self.active.invalidate(&user).await;
+    }
+}

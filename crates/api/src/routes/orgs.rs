@@ -1,0 +1,332 @@
+//! Organisations, their members and invitations. Every mutation and its audit
+//! event commit in one transaction.
+
+use crate::auth::{Caller, ClientFacts, RequirePermission, perm};
+use crate::error::ApiError;
+use crate::json::{ValidJson, invalid_field};
+use crate::state::AppState;
+use assay_auth::{NewInvitationToken, invitation_token_hash};
+use assay_core::{OrgCtx, Role, UserId};
+use assay_store::repo::audit::{self, Actor};
+use assay_store::repo::{invitations, memberships, organisations, users};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use garde::Validate;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+#[derive(Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct OrgNameRequest {
+    #[garde(length(chars, min = 1, max = 200))]
+    pub name: String,
+}
+
+pub async fn list_mine(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let orgs: Vec<Value> = match &caller {
+        Caller::User { user_id, .. } => {
+            organisations::list_for_user(state.db().primary(), *user_id)
+                .await?
+                .into_iter()
+                .map(|(org, role)| json!({ "org": org, "role": role }))
+                .collect()
+        }
+        Caller::ApiKey { org_id, .. } => {
+            let ctx = OrgCtx::for_api_key(*org_id, Role::Viewer);
+            vec![json!({ "org": organisations::get(state.db().primary(), &ctx).await? })]
+        }
+    };
+    Ok(Json(json!({ "items": orgs })))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    facts: ClientFacts,
+    ValidJson(req): ValidJson<OrgNameRequest>,
+) -> Result<(StatusCode, Json<organisations::Organisation>), ApiError> {
+    let user = caller.user_id()?;
+    let org = state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                let org = organisations::create_with_owner(
+                    txn,
+                    &req.name,
+                    &super::auth::slug_for(&req.name),
+                    user,
+                )
+                .await?;
+                audit::append(
+                    txn,
+                    facts
+                        .event(Some(org.id), Actor::User(user), "org.created")
+                        .resource("organisation", org.id),
+                )
+                .await?;
+                Ok(org)
+            })
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(org)))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::OrgRead>,
+) -> Result<Json<organisations::Organisation>, ApiError> {
+    Ok(Json(
+        organisations::get(state.db().primary(), &access.ctx).await?,
+    ))
+}
+
+pub async fn rename(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::OrgUpdate>,
+    ValidJson(req): ValidJson<OrgNameRequest>,
+) -> Result<Json<organisations::Organisation>, ApiError> {
+    let access = access.access;
+    let org = state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                let before = organisations::get(txn, &access.ctx).await?;
+                let org = organisations::rename(txn, &access.ctx, &req.name).await?;
+                let mut ev = access.event("org.renamed").resource("organisation", org.id);
+                ev.details = json!({ "from": before.name, "to": org.name });
+                audit::append(txn, ev).await?;
+                Ok(org)
+            })
+        })
+        .await?;
+    Ok(Json(org))
+}
+
+pub async fn list_members(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::MembersRead>,
+) -> Result<Json<Value>, ApiError> {
+    let members = memberships::list(state.db().primary(), &access.ctx).await?;
+    Ok(Json(json!({ "items": members })))
+}
+
+#[derive(Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct RoleRequest {
+    #[garde(skip)]
+    pub role: Role,
+}
+
+/// The target's current role, or 404 when they are not a member of this organisation.
+async fn member_role(state: &AppState, ctx: &OrgCtx, user: UserId) -> Result<Role, ApiError> {
+    memberships::role_of(state.db().primary(), ctx.org_id(), user)
+        .await?
+        .ok_or_else(|| ApiError::not_found("member"))
+}
+
+pub async fn change_role(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::MembersManage>,
+    Path((_, user_id)): Path<(Uuid, Uuid)>,
+    ValidJson(req): ValidJson<RoleRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let access = access.access;
+    let target = UserId(user_id);
+    let current = member_role(&state, &access.ctx, target).await?;
+    if !access.ctx.role().can_change_role(current, req.role) {
+        return Err(ApiError::forbidden(format!(
+            "a {} cannot change a {} into a {}",
+            access.ctx.role(),
+            current,
+            req.role
+        )));
+    }
+    let ctx = access.ctx;
+    state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                memberships::set_role(txn, &ctx, target, req.role).await?;
+                let mut ev = access.event("member.role_changed").resource("user", target);
+                ev.details = json!({ "from": current, "to": req.role });
+                audit::append(txn, ev).await?;
+                Ok(())
+            })
+        })
+        .await?;
+    state
+        .identity()
+        .membership_changed(ctx.org_id(), target)
+        .await;
+    Ok(Json(json!({ "user_id": target, "role": req.role })))
+}
+
+pub async fn remove_member(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::MembersManage>,
+    Path((_, user_id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    let access = access.access;
+    let target = UserId(user_id);
+    let current = member_role(&state, &access.ctx, target).await?;
+    if !access.ctx.role().can_manage_member(current) {
+        return Err(ApiError::forbidden(format!(
+            "a {} cannot remove a {}",
+            access.ctx.role(),
+            current
+        )));
+    }
+    let ctx = access.ctx;
+    state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                memberships::remove(txn, &ctx, target).await?;
+                let mut ev = access.event("member.removed").resource("user", target);
+                ev.details = json!({ "role": current });
+                audit::append(txn, ev).await?;
+                Ok(())
+            })
+        })
+        .await?;
+    state
+        .identity()
+        .membership_changed(ctx.org_id(), target)
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct InviteRequest {
+    #[garde(email, length(max = 320))]
+    pub email: String,
+    #[garde(skip)]
+    pub role: Role,
+}
+
+pub async fn invite(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::InvitationsManage>,
+    ValidJson(req): ValidJson<InviteRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let access = access.access;
+    if !access.ctx.role().can_grant(req.role) {
+        return Err(ApiError::forbidden(format!(
+            "a {} cannot invite a {}",
+            access.ctx.role(),
+            req.role
+        )));
+    }
+    let token = NewInvitationToken::generate();
+    let expires = chrono::Utc::now()
+        + chrono::Duration::from_std(state.identity().invitation_ttl).unwrap_or_default();
+    let hash = token.token_hash.clone();
+    let inv = state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                let inv =
+                    invitations::create(txn, &access.ctx, &req.email, req.role, &hash, expires)
+                        .await?;
+                let mut ev = access
+                    .event("invitation.created")
+                    .resource("invitation", inv.id);
+                ev.details = json!({ "email": inv.email, "role": inv.role });
+                audit::append(txn, ev).await?;
+                Ok(inv)
+            })
+        })
+        .await?;
+    // The token is shown once, here; only its hash is stored.
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "invitation": inv, "token": token.token.expose_secret() })),
+    ))
+}
+
+pub async fn list_invitations(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::InvitationsManage>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({ "items": invitations::list(state.db().primary(), &access.ctx).await? }),
+    ))
+}
+
+pub async fn revoke_invitation(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::InvitationsManage>,
+    Path((_, id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    let access = access.access;
+    state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                invitations::revoke(txn, &access.ctx, id).await?;
+                audit::append(
+                    txn,
+                    access
+                        .event("invitation.revoked")
+                        .resource("invitation", id),
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An existing user accepts an invitation sent to their e-mail address.
+pub async fn accept_invitation(
+    State(state): State<AppState>,
+    caller: Caller,
+    facts: ClientFacts,
+    Path(token): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user_id = caller.user_id()?;
+    let not_valid = || ApiError::not_found("invitation");
+    let hash = invitation_token_hash(&token).ok_or_else(not_valid)?;
+    let inv = invitations::find_by_token_hash(state.db().primary(), &hash)
+        .await?
+        .filter(|i| i.is_pending(chrono::Utc::now()))
+        .ok_or_else(not_valid)?;
+    let user = users::get(state.db().primary(), user_id).await?;
+    if user.email != inv.email {
+        return Err(invalid_field(
+            "token",
+            "this invitation was sent to another e-mail address",
+        ));
+    }
+    let org_id = inv.org_id;
+    state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                let ctx = OrgCtx::for_verified_member(inv.org_id, user_id, inv.role);
+                memberships::add(txn, &ctx, user_id, inv.role).await?;
+                if !invitations::mark_accepted(txn, inv.id, user_id).await? {
+                    return Err(assay_store::StoreError::Invariant(
+                        "the invitation was used or revoked meanwhile",
+                    ));
+                }
+                let mut ev = facts
+                    .event(Some(inv.org_id), Actor::User(user_id), "member.joined")
+                    .resource("user", user_id);
+                ev.details = json!({ "role": inv.role, "invitation_id": inv.id });
+                audit::append(txn, ev).await?;
+                Ok(())
+            })
+        })
+        .await?;
+    state.identity().membership_changed(org_id, user_id).await;
+    Ok(Json(json!({ "org_id": org_id, "role": inv.role })))
+}
