@@ -415,6 +415,7 @@ impl Inner {
             streamed,
         };
         let sel = select(&self.registry, req, self.offline_fallback);
+        tracing::debug!(task = %req.task, tier = %sel.tier, complexity = sel.complexity, reason = %sel.reason, "ai model selection");
         let mut guard = CancelGuard {
             inner: self.clone(),
             facts,

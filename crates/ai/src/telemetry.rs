@@ -51,7 +51,7 @@ impl ModelMetrics {
                 tokens_in: tokens("input"),
                 tokens_out: tokens("output"),
                 cached_tokens: counter!("assay_ai_tokens_total", "type" => "cached_input", "model" => model.clone()),
-                overhead: histogram!("assay_ai_gateway_overhead_seconds", "stream" => "false"),
+                overhead: histogram!("assay_ai_gateway_overhead_seconds"),
                 cost_micros: counter!("assay_ai_cost_usd_micros_total", "model" => model.clone(), "task" => task.as_str()),
                 cache_miss: counter!("assay_ai_cache_requests_total", "task" => task.as_str(), "result" => "miss"),
             }
@@ -111,8 +111,7 @@ fn record_call_slow(task: TaskKind, meta: &ResponseMeta, outcome: &str) {
         counter!("assay_ai_tokens_total", "type" => "cached_input", "model" => model.clone())
             .increment(meta.usage.cached_input_tokens);
     }
-    histogram!("assay_ai_gateway_overhead_seconds", "stream" => "false")
-        .record(meta.gateway_overhead.as_secs_f64());
+    histogram!("assay_ai_gateway_overhead_seconds").record(meta.gateway_overhead.as_secs_f64());
     counter!("assay_ai_cost_usd_micros_total", "model" => model.clone(), "task" => task.as_str())
         .increment((meta.cost_usd * 1e6).round() as u64);
     let cache = if meta.cache_hit { "hit" } else { "miss" };
