@@ -4,7 +4,7 @@
 
 use crate::breaker::BreakerState;
 use crate::registry::{ModelEntry, Registry};
-use crate::types::{AiRequest, TaskKind, Tier};
+use crate::types::{AiRequest, ProviderKind, TaskKind, Tier};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -97,7 +97,8 @@ pub fn select(reg: &Registry, req: &AiRequest, offline_fallback: bool) -> Select
             }
         }
     }
-    if offline_fallback {
+    // The offline provider ends the chain once, even if a model entry also names it.
+    if offline_fallback && !chain.iter().any(|m| m.kind == ProviderKind::Offline) {
         chain.push(reg.offline.clone());
     }
     let mut reason = format!(

@@ -282,6 +282,32 @@ fn sse_response(rx: mpsc::Receiver<Bytes>) -> Response {
         .expect("static response parts are valid")
 }
 
+/// The configured latency, plus any stall queued before the first token.
+async fn wait_before_answer(cfg: &MockConfig, fault: &Option<Fault>) {
+    let mut wait = cfg.latency;
+    if let Some(Fault::StallBeforeFirstToken(d)) = fault {
+        wait += *d;
+    }
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Pacing before streamed chunk `i`: the chunk interval, and a queued mid-stream stall.
+async fn pace(cfg: &MockConfig, fault: &Option<Fault>, i: usize) {
+    if i > 0 && !cfg.chunk_interval.is_zero() {
+        tokio::time::sleep(cfg.chunk_interval).await;
+    }
+    if let Some(Fault::StallMidStream {
+        after_chunks,
+        stall,
+    }) = fault
+        && i == *after_chunks
+    {
+        tokio::time::sleep(*stall).await;
+    }
+}
+
 fn json_response(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
@@ -427,13 +453,7 @@ async fn openai(
     });
 
     if !stream {
-        let delay = match &p.fault {
-            Some(Fault::StallBeforeFirstToken(d)) => st.cfg.latency + *d,
-            _ => st.cfg.latency,
-        };
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
+        wait_before_answer(&st.cfg, &p.fault).await;
         if p.fault == Some(Fault::MalformedJson) {
             return Response::builder()
                 .status(200)
@@ -477,13 +497,7 @@ async fn openai(
             }
             Bytes::from(format!("data: {c}\n\n"))
         };
-        let mut first_wait = cfg.latency;
-        if let Some(Fault::StallBeforeFirstToken(d)) = &p.fault {
-            first_wait += *d;
-        }
-        if !first_wait.is_zero() {
-            tokio::time::sleep(first_wait).await;
-        }
+        wait_before_answer(&cfg, &p.fault).await;
         if tx
             .send(chunk(
                 json!({"role": "assistant", "content": ""}),
@@ -495,17 +509,7 @@ async fn openai(
             return;
         }
         for (i, piece) in split_chunks(&p.reply, cfg.chunks).into_iter().enumerate() {
-            if i > 0 && !cfg.chunk_interval.is_zero() {
-                tokio::time::sleep(cfg.chunk_interval).await;
-            }
-            if let Some(Fault::StallMidStream {
-                after_chunks,
-                stall,
-            }) = &p.fault
-                && i == *after_chunks
-            {
-                tokio::time::sleep(*stall).await;
-            }
+            pace(&cfg, &p.fault, i).await;
             if i == 1 && p.fault == Some(Fault::MalformedJson) {
                 let _ = tx
                     .send(Bytes::from_static(
@@ -740,13 +744,7 @@ async fn gemini(
     };
 
     if !stream {
-        let delay = match &p.fault {
-            Some(Fault::StallBeforeFirstToken(d)) => st.cfg.latency + *d,
-            _ => st.cfg.latency,
-        };
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
+        wait_before_answer(&st.cfg, &p.fault).await;
         if p.fault == Some(Fault::MalformedJson) {
             return Response::builder()
                 .status(200)
@@ -768,27 +766,11 @@ async fn gemini(
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let cfg = st.cfg.clone();
     tokio::spawn(async move {
-        let mut first_wait = cfg.latency;
-        if let Some(Fault::StallBeforeFirstToken(d)) = &p.fault {
-            first_wait += *d;
-        }
-        if !first_wait.is_zero() {
-            tokio::time::sleep(first_wait).await;
-        }
+        wait_before_answer(&cfg, &p.fault).await;
         let pieces = split_chunks(&p.reply, cfg.chunks);
         let last = pieces.len() - 1;
         for (i, piece) in pieces.into_iter().enumerate() {
-            if i > 0 && !cfg.chunk_interval.is_zero() {
-                tokio::time::sleep(cfg.chunk_interval).await;
-            }
-            if let Some(Fault::StallMidStream {
-                after_chunks,
-                stall,
-            }) = &p.fault
-                && i == *after_chunks
-            {
-                tokio::time::sleep(*stall).await;
-            }
+            pace(&cfg, &p.fault, i).await;
             if i == 1 && p.fault == Some(Fault::MalformedJson) {
                 let _ = tx
                     .send(Bytes::from_static(b"data: {\"candidates\": [{\r\n\r\n"))
