@@ -4,7 +4,7 @@
 use assay_core::{OrgCtx, Role};
 use assay_store::repo::audit::{self, Actor, AuditFilter, NewAuditEvent};
 use assay_store::repo::{
-    api_keys, invitations, login_failures, memberships, organisations, sessions, users,
+    ai_usage, api_keys, invitations, login_failures, memberships, organisations, sessions, users,
 };
 use assay_store::testing::TestDb;
 use assay_store::{Backend, Db, DbSettings, StoreError};
@@ -46,6 +46,7 @@ on_both_backends!(
     invitations_are_accepted_once_and_scoped,
     api_keys_are_scoped_and_revocable,
     login_failures_count_and_clear,
+    ai_usage_ledger_sums_spend_and_groups_by_day,
 );
 
 async fn signup(db: &Db, email: &str, org: &str) -> (users::User, organisations::Organisation) {
@@ -590,4 +591,75 @@ async fn login_failures_count_and_clear(t: TestDb) {
     );
     login_failures::clear(c, "x@example.com").await.unwrap();
     assert_eq!(login_failures::get(c, "x@example.com").await.unwrap(), None);
+}
+
+fn usage(
+    org: assay_core::OrgId,
+    user: Option<assay_core::UserId>,
+    model: &str,
+    cost: f64,
+    at: chrono::DateTime<chrono::Utc>,
+    hit: bool,
+) -> ai_usage::NewAiUsage {
+    ai_usage::NewAiUsage {
+        id: uuid::Uuid::now_v7(),
+        org_id: org,
+        user_id: user,
+        task: "help".into(),
+        model: model.into(),
+        provider: "openai".into(),
+        provider_kind: "openai_compatible".into(),
+        tier: "fast".into(),
+        input_tokens: 100,
+        output_tokens: 50,
+        cached_input_tokens: 10,
+        estimated: false,
+        cost_usd: cost,
+        latency_ms: 120.5,
+        time_to_first_token_ms: Some(40.0),
+        gateway_overhead_us: 90,
+        cache_hit: hit,
+        streamed: false,
+        outcome: "ok".into(),
+        at,
+    }
+}
+
+async fn ai_usage_ledger_sums_spend_and_groups_by_day(t: TestDb) {
+    let (user, org) = signup(&t.db, "ai@example.com", "AiSpend").await;
+    let (_, other) = signup(&t.db, "ai2@example.com", "AiOther").await;
+    let c = t.db.primary();
+    let day1 = chrono::DateTime::parse_from_rfc3339("2026-11-01T10:00:00Z")
+        .unwrap()
+        .to_utc();
+    let day2 = chrono::DateTime::parse_from_rfc3339("2026-11-02T10:00:00Z")
+        .unwrap()
+        .to_utc();
+    let batch = vec![
+        usage(org.id, Some(user.id), "gpt-4o-mini", 0.25, day1, false),
+        usage(org.id, Some(user.id), "gpt-4o-mini", 0.0, day1, true),
+        usage(org.id, Some(user.id), "gemini-2.5-flash", 0.5, day2, false),
+        usage(other.id, None, "gpt-4o-mini", 9.0, day2, false),
+    ];
+    assert_eq!(ai_usage::insert_batch(c, &batch).await.unwrap(), 4);
+    // A retried batch is not counted twice.
+    ai_usage::insert_batch(c, &batch).await.unwrap();
+    let spend = ai_usage::org_spend_since(c, org.id, day1 - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert!((spend - 0.75).abs() < 1e-9, "{spend}");
+    let later = ai_usage::org_spend_since(c, org.id, day2 - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert!((later - 0.5).abs() < 1e-9, "{later}");
+
+    let ctx = OrgCtx::for_verified_member(org.id, user.id, Role::Owner);
+    let totals = ai_usage::totals(c, &ctx, "2026-11-01", "2026-11-30")
+        .await
+        .unwrap();
+    assert_eq!(totals.len(), 2);
+    assert_eq!(totals[0].day, "2026-11-02");
+    assert_eq!(totals[1].requests, 2);
+    assert_eq!(totals[1].cache_hits, Some(1));
+    assert_eq!(totals[1].input_tokens, Some(200));
 }

@@ -1,6 +1,7 @@
 //! SeaORM entities: one module per table. Only the store crate sees these; other crates get
 //! the domain records from `repo`.
 
+pub mod ai_usage;
 pub mod api_key;
 pub mod audit_chain_head;
 pub mod audit_event;

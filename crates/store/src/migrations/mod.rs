@@ -7,6 +7,7 @@
 
 mod m0001_identity_and_audit;
 mod m0002_sessions_invitations_api_keys;
+mod m0003_ai_usage;
 
 use crate::db::Db;
 use crate::error::StoreError;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_identity_and_audit::Migration),
             Box::new(m0002_sessions_invitations_api_keys::Migration),
+            Box::new(m0003_ai_usage::Migration),
         ]
     }
 }

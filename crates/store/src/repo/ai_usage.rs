@@ -1,0 +1,169 @@
+//! The AI usage ledger: written in batches by the gateway's usage writer, read for
+//! per-org spend (budgets) and per day / model / user reports.
+
+use crate::entities::ai_usage as usage;
+use crate::error::StoreError;
+use assay_core::{OrgCtx, OrgId, UserId};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use uuid::Uuid;
+
+/// One gateway call to record. (The store does not depend on the AI crate; the gateway's
+/// store-backed sink maps its records into this.)
+#[derive(Clone, Debug)]
+pub struct NewAiUsage {
+    pub id: Uuid,
+    pub org_id: OrgId,
+    pub user_id: Option<UserId>,
+    pub task: String,
+    pub model: String,
+    pub provider: String,
+    pub provider_kind: String,
+    pub tier: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub estimated: bool,
+    pub cost_usd: f64,
+    pub latency_ms: f64,
+    pub time_to_first_token_ms: Option<f64>,
+    pub gateway_overhead_us: u64,
+    pub cache_hit: bool,
+    pub streamed: bool,
+    pub outcome: String,
+    pub at: DateTime<Utc>,
+}
+
+fn i64_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Insert a batch in one statement. Re-inserting a record already stored (same id: a retried
+/// batch) is ignored, so a retry never double-counts spend.
+pub async fn insert_batch(
+    conn: &impl ConnectionTrait,
+    records: &[NewAiUsage],
+) -> Result<u64, StoreError> {
+    if records.is_empty() {
+        return Ok(0);
+    }
+    let rows = records.iter().map(|r| usage::ActiveModel {
+        id: Set(r.id),
+        org_id: Set(r.org_id.0),
+        user_id: Set(r.user_id.map(|u| u.0)),
+        day: Set(r.at.format("%Y-%m-%d").to_string()),
+        task: Set(r.task.clone()),
+        model: Set(r.model.clone()),
+        provider: Set(r.provider.clone()),
+        provider_kind: Set(r.provider_kind.clone()),
+        tier: Set(r.tier.clone()),
+        input_tokens: Set(i64_of(r.input_tokens)),
+        output_tokens: Set(i64_of(r.output_tokens)),
+        cached_input_tokens: Set(i64_of(r.cached_input_tokens)),
+        estimated: Set(r.estimated),
+        cost_usd: Set(r.cost_usd),
+        latency_ms: Set(r.latency_ms),
+        time_to_first_token_ms: Set(r.time_to_first_token_ms),
+        gateway_overhead_us: Set(i64_of(r.gateway_overhead_us)),
+        cache_hit: Set(r.cache_hit),
+        streamed: Set(r.streamed),
+        outcome: Set(r.outcome.clone()),
+        at: Set(r.at),
+    });
+    let res = usage::Entity::insert_many(rows)
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(usage::Column::Id)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(res)
+}
+
+/// What an organisation spent on AI since `since` (e.g. the start of the month), in USD.
+pub async fn org_spend_since(
+    conn: &impl ConnectionTrait,
+    org: OrgId,
+    since: DateTime<Utc>,
+) -> Result<f64, StoreError> {
+    #[derive(FromQueryResult)]
+    struct Sum {
+        total: Option<f64>,
+    }
+    let row = usage::Entity::find()
+        .select_only()
+        .column_as(Expr::col(usage::Column::CostUsd).sum(), "total")
+        .filter(usage::Column::OrgId.eq(org.0))
+        .filter(usage::Column::At.gte(since))
+        .into_model::<Sum>()
+        .one(conn)
+        .await?;
+    Ok(row.and_then(|r| r.total).unwrap_or(0.0))
+}
+
+/// `CAST(SUM(x) AS BIGINT)`: PostgreSQL sums BIGINT into NUMERIC; the cast gives both
+/// engines the same integer type.
+fn bigint_sum(e: Expr) -> Expr {
+    e.sum().cast_as("BIGINT")
+}
+
+/// Totals for one (day, model, user) group.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, FromQueryResult)]
+pub struct UsageTotals {
+    pub day: String,
+    pub model: String,
+    pub user_id: Option<Uuid>,
+    pub requests: i64,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cached_input_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+    pub cache_hits: Option<i64>,
+}
+
+/// The caller's organisation's usage per day, model and user between two days (inclusive,
+/// `YYYY-MM-DD`), newest day first.
+pub async fn totals(
+    conn: &impl ConnectionTrait,
+    ctx: &OrgCtx,
+    from_day: &str,
+    to_day: &str,
+) -> Result<Vec<UsageTotals>, StoreError> {
+    let cache_hit_as_int = Expr::case(usage::Column::CacheHit.eq(true), 1).finally(0);
+    Ok(usage::Entity::find()
+        .select_only()
+        .column(usage::Column::Day)
+        .column(usage::Column::Model)
+        .column(usage::Column::UserId)
+        .column_as(Expr::col(usage::Column::Id).count(), "requests")
+        .column_as(
+            bigint_sum(Expr::col(usage::Column::InputTokens)),
+            "input_tokens",
+        )
+        .column_as(
+            bigint_sum(Expr::col(usage::Column::OutputTokens)),
+            "output_tokens",
+        )
+        .column_as(
+            bigint_sum(Expr::col(usage::Column::CachedInputTokens)),
+            "cached_input_tokens",
+        )
+        .column_as(Expr::col(usage::Column::CostUsd).sum(), "cost_usd")
+        .column_as(bigint_sum(Expr::expr(cache_hit_as_int)), "cache_hits")
+        .filter(usage::Column::OrgId.eq(ctx.org_id().0))
+        .filter(usage::Column::Day.gte(from_day))
+        .filter(usage::Column::Day.lte(to_day))
+        .group_by(usage::Column::Day)
+        .group_by(usage::Column::Model)
+        .group_by(usage::Column::UserId)
+        .order_by_desc(usage::Column::Day)
+        .order_by_asc(usage::Column::Model)
+        .into_model::<UsageTotals>()
+        .all(conn)
+        .await?)
+}
