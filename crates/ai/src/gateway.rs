@@ -940,3 +940,50 @@ impl StreamRun {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::GenerationParams;
+    use assay_core::{OrgCtx, Role};
+    use proptest::prelude::*;
+
+    fn req(org: OrgId, task: TaskKind, text: &str) -> AiRequest {
+        AiRequest::new(
+            &OrgCtx::for_verified_member(org, UserId::new(), Role::Member),
+            task,
+            vec![ChatMessage::user(text)],
+        )
+    }
+
+    #[test]
+    fn gateway_futures_can_cross_threads() {
+        // An axum handler must be able to hold these futures.
+        fn is_send<T: Send>(_: &T) {}
+        fn check(gw: &Gateway, r: AiRequest) {
+            is_send(&gw.complete(r.clone()));
+            is_send(&gw.stream(r));
+        }
+        let _ = check;
+    }
+
+    proptest! {
+        #[test]
+        fn cache_keys_separate_orgs_tasks_and_params_but_not_whitespace(
+            words in proptest::collection::vec("[a-zA-Z0-9?]{1,8}", 1..12),
+            seps in proptest::collection::vec(prop_oneof![Just(" "), Just("  "), Just("\n"), Just("\t ")], 12),
+        ) {
+            let (acme, globex) = (OrgId::new(), OrgId::new());
+            let plain = words.join(" ");
+            let spaced: String = words.iter().zip(seps.iter().cycle()).map(|(w, s)| format!("{s}{w}")).collect();
+            let k = cache_key(&req(acme, TaskKind::Help, &plain), Tier::Fast);
+            prop_assert_eq!(&k, &cache_key(&req(acme, TaskKind::Help, &spaced), Tier::Fast));
+            prop_assert_ne!(&k, &cache_key(&req(globex, TaskKind::Help, &plain), Tier::Fast));
+            prop_assert_ne!(&k, &cache_key(&req(acme, TaskKind::Analysis, &plain), Tier::Fast));
+            prop_assert_ne!(&k, &cache_key(&req(acme, TaskKind::Help, &plain), Tier::Deep));
+            let mut hot = req(acme, TaskKind::Help, &plain);
+            hot.params = GenerationParams { temperature: Some(0.9), max_output_tokens: None };
+            prop_assert_ne!(&k, &cache_key(&hot, Tier::Fast));
+        }
+    }
+}
