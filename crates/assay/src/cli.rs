@@ -150,6 +150,12 @@ async fn serve(mut config: Config, addr: Option<String>, no_migrate: bool) -> Ex
             return ExitCode::from(EXIT_FAILURE);
         }
     };
+    if let Some(addr) = config.server.metrics_addr.clone()
+        && let Err(e) = crate::metrics::serve(&addr).await
+    {
+        eprintln!("error: server.metrics_addr: {e}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
     let policy = if no_migrate {
         MigrationPolicy::RequireCurrent
     } else {

@@ -5,6 +5,7 @@
 //! 2 invalid configuration or usage.
 
 mod cli;
+mod metrics;
 mod telemetry;
 
 use clap::Parser;

@@ -302,3 +302,29 @@ async fn audit_verify_names_a_tampered_event() {
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
     assert!(text(&bad).contains("BROKEN at event 2"), "{}", text(&bad));
 }
+
+#[tokio::test]
+async fn metrics_are_served_on_their_own_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_port = free_port();
+    let mut cmd = assay(dir.path());
+    cmd.env(
+        "ASSAY_SERVER__METRICS_ADDR",
+        format!("127.0.0.1:{metrics_port}"),
+    );
+    let mut server = Server::start(cmd);
+    server.wait_ready().await;
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("assay_db_up 1"), "{text}");
+    // Not on the public port.
+    assert_eq!(
+        reqwest::get(server.url("/metrics")).await.unwrap().status(),
+        404
+    );
+    assert_eq!(server.terminate().code(), Some(0));
+}

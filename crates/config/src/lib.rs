@@ -76,6 +76,9 @@ pub struct ServerConfig {
     pub shutdown_delay_secs: u64,
     /// TLS ends at a trusted reverse proxy in front of Assay (allows plain HTTP in production).
     pub behind_proxy: bool,
+    /// Where Prometheus metrics are served (`GET /metrics`), on a listener of their own so
+    /// they are never exposed on the public port. Unset: metrics are not served.
+    pub metrics_addr: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +90,7 @@ impl Default for ServerConfig {
             drain_timeout_secs: 30,
             shutdown_delay_secs: 0,
             behind_proxy: false,
+            metrics_addr: None,
         }
     }
 }

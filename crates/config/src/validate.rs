@@ -37,6 +37,19 @@ pub(crate) fn problems(c: &Config) -> Vec<Problem> {
             format!("'{}' is not HOST:PORT ({e})", c.server.addr),
         ));
     }
+    if let Some(addr) = &c.server.metrics_addr {
+        match addr.parse::<SocketAddr>() {
+            Err(e) => out.push(problem(
+                "server.metrics_addr",
+                format!("'{addr}' is not HOST:PORT ({e})"),
+            )),
+            Ok(m) if Some(m) == c.server.addr.parse().ok() => out.push(problem(
+                "server.metrics_addr",
+                "must differ from server.addr (metrics are never on the public port)",
+            )),
+            Ok(_) => {}
+        }
+    }
     if c.server.body_limit_bytes == 0 {
         out.push(problem("server.body_limit_bytes", "must be greater than 0"));
     }
