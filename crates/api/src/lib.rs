@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod identity;
 pub mod json;
+pub mod openapi;
 mod rate_limit;
 pub mod request_id;
 pub mod routes;
@@ -260,6 +261,7 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
     let api = Router::new()
         .route("/health/live", get(routes::health::live))
         .route("/health/ready", get(routes::health::ready))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .merge(api_routes)
         .merge(extra_routes)
         .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })

@@ -16,17 +16,36 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-#[derive(Deserialize, Validate)]
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     #[garde(length(chars, min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    /// Any of `read`, `write`, `ai`, `admin`.
     #[garde(length(min = 1, max = 4))]
+    #[schema(value_type = Vec<crate::openapi::ApiScope>, min_items = 1, max_items = 4)]
     pub scopes: Vec<String>,
+    /// When the key stops working; must be in the future. None: it does not expire.
     #[garde(skip)]
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/api-keys",
+    operation_id = "create_api_key",
+    tag = "api-keys",
+    summary = "Create an API key; the secret (`assay_<id>_<secret>`) is shown only in this response (needs `api_keys.manage`)",
+    params(crate::openapi::OrgIdParam),
+    request_body = CreateKeyRequest,
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "The key and its one-time secret", body = crate::openapi::ApiKeyCreated),
+        (status = 403, description = "The caller lacks `api_keys.manage`", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "No such organisation, or not the caller's", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     access: RequirePermission<perm::ApiKeysManage>,
@@ -77,6 +96,20 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/api-keys",
+    operation_id = "list_api_keys",
+    tag = "api-keys",
+    summary = "The organisation's API keys, without secrets (needs `api_keys.manage`)",
+    params(crate::openapi::OrgIdParam),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The keys", body = crate::openapi::ApiKeyList),
+        (status = 403, description = "The caller lacks `api_keys.manage`", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "No such organisation, or not the caller's", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     access: RequirePermission<perm::ApiKeysManage>,
@@ -86,6 +119,20 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org_id}/api-keys/{key_id}",
+    operation_id = "revoke_api_key",
+    tag = "api-keys",
+    summary = "Revoke an API key (needs `api_keys.manage`)",
+    params(crate::openapi::ApiKeyPath),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "The caller lacks `api_keys.manage`", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "No such organisation or key, or not the caller's", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     access: RequirePermission<perm::ApiKeysManage>,

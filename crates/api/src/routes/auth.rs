@@ -22,14 +22,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime};
 
-#[derive(Deserialize, Validate)]
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     #[garde(email, length(max = 320))]
+    #[schema(format = Email, max_length = 320)]
     pub email: String,
+    /// 12..128 characters, not containing the e-mail's local part, not a common password.
     #[garde(skip)]
+    #[schema(value_type = String, format = Password, min_length = 12, max_length = 128)]
     pub password: SecretString,
     #[garde(length(chars, min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Name of the new organisation (not needed with `invite_token`).
     #[garde(inner(length(chars, min = 1, max = 200)))]
@@ -39,32 +43,43 @@ pub struct RegisterRequest {
     pub invite_token: Option<String>,
 }
 
-#[derive(Deserialize, Validate)]
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     #[garde(length(min = 1, max = 320))]
+    #[schema(max_length = 320)]
     pub email: String,
     #[garde(skip)]
+    #[schema(value_type = String, format = Password)]
     pub password: SecretString,
 }
 
-#[derive(Deserialize, Validate)]
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     #[garde(skip)]
+    #[schema(value_type = String)]
     pub refresh_token: SecretString,
 }
 
 /// Tokens for a new or refreshed session.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
+    /// JWT for `Authorization: Bearer`.
     pub access_token: String,
+    /// Opaque; rotated on every use.
     pub refresh_token: String,
+    #[schema(value_type = String, example = "Bearer")]
     pub token_type: &'static str,
+    /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// On register and login.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::openapi::User>)]
     pub user: Option<users::User>,
+    /// On register and login: the organisation joined, created or first in the list.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::openapi::Organisation>)]
     pub org: Option<organisations::Organisation>,
 }
 
@@ -116,6 +131,20 @@ pub(crate) fn slug_for(name: &str) -> String {
     format!("{base}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/register",
+    operation_id = "register",
+    tag = "auth",
+    summary = "Create an account and an organisation (owner), or join one with `invite_token`",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered and signed in", body = TokenResponse),
+        (status = 403, description = "Registration is by invitation only", body = crate::openapi::ErrorResponse),
+        (status = 409, description = "The e-mail is taken", body = crate::openapi::ErrorResponse),
+        (status = 422, description = "A field is invalid (weak password, bad invitation, ...)", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     facts: ClientFacts,
@@ -229,6 +258,19 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    operation_id = "login",
+    tag = "auth",
+    summary = "Sign in with e-mail and password",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 401, description = "Wrong e-mail or password (the same answer for both)", body = crate::openapi::ErrorResponse),
+        (status = 429, description = "Too many failures for this account or IP; see `Retry-After`", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     facts: ClientFacts,
@@ -311,6 +353,18 @@ pub async fn login(
     Ok(Json(body))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    operation_id = "refresh",
+    tag = "auth",
+    summary = "Trade a refresh token for new tokens; replaying a rotated token ends the whole session",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens", body = TokenResponse),
+        (status = 401, description = "Unknown, expired, revoked or replayed refresh token", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     facts: ClientFacts,
@@ -368,6 +422,18 @@ pub async fn refresh(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    operation_id = "logout",
+    tag = "auth",
+    summary = "End this session: its access token and refresh family stop working",
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 403, description = "API keys have no session", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     caller: Caller,
@@ -414,6 +480,18 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout-all",
+    operation_id = "logout_all",
+    tag = "auth",
+    summary = "End every session of the caller",
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 200, description = "Signed out everywhere", body = crate::openapi::LogoutAll),
+        (status = 403, description = "API keys have no session", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn logout_all(
     State(state): State<AppState>,
     caller: Caller,
@@ -450,6 +528,17 @@ struct MembershipView {
     permissions: assay_core::access::PermissionSet,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    operation_id = "me",
+    tag = "auth",
+    summary = "The caller: a person with their memberships, roles and permissions, or an API key with its scopes",
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The caller", body = crate::openapi::Me),
+    )
+)]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     match caller {
         Caller::User { user_id, .. } => {

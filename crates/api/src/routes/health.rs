@@ -18,10 +18,29 @@ use std::time::Duration;
 const DB_PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 const REDIS_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    operation_id = "health_live",
+    tag = "health",
+    summary = "Liveness: the process is up (never touches dependencies)",
+    responses((status = 200, description = "The process is serving", body = crate::openapi::Liveness))
+)]
 pub async fn live() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    operation_id = "health_ready",
+    tag = "health",
+    summary = "Readiness: the database answers and the node is not draining",
+    responses(
+        (status = 200, description = "Ready for traffic", body = crate::openapi::Readiness),
+        (status = 503, description = "Draining, or the database is down (a probe answer, not an error object)", body = crate::openapi::Readiness),
+    )
+)]
 pub async fn ready(State(state): State<AppState>) -> Response {
     if state.is_draining() {
         return (

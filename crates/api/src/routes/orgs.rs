@@ -18,13 +18,25 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-#[derive(Deserialize, Validate)]
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrgNameRequest {
     #[garde(length(chars, min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs",
+    operation_id = "list_my_orgs",
+    tag = "orgs",
+    summary = "The organisations the caller belongs to, with the role in each",
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The organisations", body = crate::openapi::MyOrgList),
+    )
+)]
 pub async fn list_mine(
     State(state): State<AppState>,
     caller: Caller,
@@ -45,6 +57,19 @@ pub async fn list_mine(
     Ok(Json(json!({ "items": orgs })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs",
+    operation_id = "create_org",
+    tag = "orgs",
+    summary = "Create an organisation; the caller becomes its owner",
+    request_body = OrgNameRequest,
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 201, description = "Created", body = crate::openapi::Organisation),
+        (status = 403, description = "API keys cannot create organisations", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -77,6 +102,20 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(org)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}",
+    operation_id = "get_org",
+    tag = "orgs",
+    summary = "One organisation (needs `org.read`)",
+    params(crate::openapi::OrgIdParam),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The organisation", body = crate::openapi::Organisation),
+        (status = 403, description = "The caller lacks `org.read`", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "No such organisation, or not the caller's", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     access: RequirePermission<perm::OrgRead>,
@@ -86,6 +125,21 @@ pub async fn get(
     ))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/orgs/{org_id}",
+    operation_id = "rename_org",
+    tag = "orgs",
+    summary = "Rename the organisation (needs `org.update`)",
+    params(crate::openapi::OrgIdParam),
+    request_body = OrgNameRequest,
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Renamed", body = crate::openapi::Organisation),
+        (status = 403, description = "The caller lacks `org.update`", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "No such organisation, or not the caller's", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn rename(
     State(state): State<AppState>,
     access: RequirePermission<perm::OrgUpdate>,
@@ -108,6 +162,20 @@ pub async fn rename(
     Ok(Json(org))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/members",
+    operation_id = "list_members",
+    tag = "members",
+    summary = "Members and their roles (needs `members.read`)",
+    params(crate::openapi::OrgIdParam),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The members", body = crate::openapi::MemberList),
+        (status = 403, description = "The caller lacks `members.read`", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "No such organisation, or not the caller's", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn list_members(
     State(state): State<AppState>,
     access: RequirePermission<perm::MembersRead>,
@@ -116,10 +184,11 @@ pub async fn list_members(
     Ok(Json(json!({ "items": members })))
 }
 
-#[derive(Deserialize, Validate)]
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleRequest {
     #[garde(skip)]
+    #[schema(value_type = crate::openapi::Role)]
     pub role: Role,
 }
 
@@ -130,6 +199,22 @@ async fn member_role(state: &AppState, ctx: &OrgCtx, user: UserId) -> Result<Rol
         .ok_or_else(|| ApiError::not_found("member"))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/orgs/{org_id}/members/{user_id}",
+    operation_id = "change_member_role",
+    tag = "members",
+    summary = "Change a member's role (needs `members.manage` and the right to grant both roles)",
+    params(crate::openapi::MemberPath),
+    request_body = RoleRequest,
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Changed", body = crate::openapi::RoleChanged),
+        (status = 403, description = "The caller lacks `members.manage`, or may not grant one of the roles", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "No such organisation or member, or not the caller's", body = crate::openapi::ErrorResponse),
+        (status = 409, description = "The last owner cannot be demoted", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn change_role(
     State(state): State<AppState>,
     access: RequirePermission<perm::MembersManage>,
@@ -167,6 +252,21 @@ pub async fn change_role(
     Ok(Json(json!({ "user_id": target, "role": req.role })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org_id}/members/{user_id}",
+    operation_id = "remove_member",
+    tag = "members",
+    summary = "Remove a member; their sessions lose access to the organisation (needs `members.manage`)",
+    params(crate::openapi::MemberPath),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 403, description = "The caller lacks `members.manage`, or may not manage the member's role", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "No such organisation or member, or not the caller's", body = crate::openapi::ErrorResponse),
+        (status = 409, description = "The last owner cannot be removed", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn remove_member(
     State(state): State<AppState>,
     access: RequirePermission<perm::MembersManage>,
@@ -202,15 +302,33 @@ pub async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, Validate)]
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InviteRequest {
     #[garde(email, length(max = 320))]
+    #[schema(format = Email, max_length = 320)]
     pub email: String,
     #[garde(skip)]
+    #[schema(value_type = crate::openapi::Role)]
     pub role: Role,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/invitations",
+    operation_id = "create_invitation",
+    tag = "invitations",
+    summary = "Invite someone by e-mail with a role; the one-time token is shown only in this response (needs `invitations.manage`)",
+    params(crate::openapi::OrgIdParam),
+    request_body = InviteRequest,
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "The invitation and its one-time token", body = crate::openapi::InvitationCreated),
+        (status = 403, description = "The caller lacks `invitations.manage`, or may not grant the role", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "No such organisation, or not the caller's", body = crate::openapi::ErrorResponse),
+        (status = 409, description = "A pending invitation for this e-mail exists", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn invite(
     State(state): State<AppState>,
     access: RequirePermission<perm::InvitationsManage>,
@@ -251,6 +369,20 @@ pub async fn invite(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/invitations",
+    operation_id = "list_invitations",
+    tag = "invitations",
+    summary = "The organisation's invitations (needs `invitations.manage`)",
+    params(crate::openapi::OrgIdParam),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The invitations", body = crate::openapi::InvitationList),
+        (status = 403, description = "The caller lacks `invitations.manage`", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "No such organisation, or not the caller's", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn list_invitations(
     State(state): State<AppState>,
     access: RequirePermission<perm::InvitationsManage>,
@@ -260,6 +392,20 @@ pub async fn list_invitations(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org_id}/invitations/{invitation_id}",
+    operation_id = "revoke_invitation",
+    tag = "invitations",
+    summary = "Revoke a pending invitation (needs `invitations.manage`)",
+    params(crate::openapi::InvitationPath),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "The caller lacks `invitations.manage`", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "No such organisation or invitation, or not the caller's", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn revoke_invitation(
     State(state): State<AppState>,
     access: RequirePermission<perm::InvitationsManage>,
@@ -286,6 +432,22 @@ pub async fn revoke_invitation(
 }
 
 /// An existing user accepts an invitation sent to their e-mail address.
+#[utoipa::path(
+    post,
+    path = "/api/v1/invitations/{token}/accept",
+    operation_id = "accept_invitation",
+    tag = "invitations",
+    summary = "Join the inviting organisation as the signed-in person the invitation was sent to",
+    params(crate::openapi::InvitationTokenPath),
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 200, description = "Joined", body = crate::openapi::InvitationAccepted),
+        (status = 403, description = "API keys cannot accept invitations", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "Unknown, used, revoked or expired invitation", body = crate::openapi::ErrorResponse),
+        (status = 409, description = "Already a member, or the invitation was used meanwhile", body = crate::openapi::ErrorResponse),
+        (status = 422, description = "The invitation was sent to another e-mail address", body = crate::openapi::ErrorResponse),
+    )
+)]
 pub async fn accept_invitation(
     State(state): State<AppState>,
     caller: Caller,

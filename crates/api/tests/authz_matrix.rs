@@ -1,0 +1,527 @@
+//! The authorisation matrix: every operation of the route table (the OpenAPI description,
+//! see tests/openapi.rs) x every role x own organisation / another organisation, plus no
+//! credential at all, against the status the policy in `assay_core::access` implies:
+//!
+//! - public operations answer 2xx without a credential (and with one);
+//! - every other operation answers 401 without a credential;
+//! - operations on no organisation answer 2xx to any signed-in person;
+//! - organisation operations answer 2xx when the caller's role there holds the permission,
+//!   403 `forbidden` when it does not, and 404 `not_found` for an organisation the caller
+//!   is not a member of.
+//!
+//! An operation in the route table without an entry in [`expectations`] fails the test, so a
+//! new endpoint cannot ship without its row. One app and one set of members serve the whole
+//! matrix; calls that destroy something (removing a member, revoking a key or an invitation,
+//! logging out) get a fresh target each, so the order of the cells does not matter.
+
+mod support;
+
+use assay_core::Role;
+use assay_core::access::Permission;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use support::{PASSWORD, TestApp};
+
+/// Who may call an operation.
+#[derive(Clone, Copy, Debug)]
+enum Access {
+    /// No credential needed.
+    Public,
+    /// Any signed-in person; no organisation in the path.
+    SignedIn,
+    /// A member of the organisation in the path whose role holds the permission.
+    Org(Permission),
+}
+
+/// The policy, one row per operation. Written out rather than read from the handlers, so
+/// that a handler guarding itself with the wrong permission fails here.
+fn expectations() -> BTreeMap<(&'static str, &'static str), Access> {
+    use Access::*;
+    use Permission as P;
+    BTreeMap::from([
+        (("GET", "/health/live"), Public),
+        (("GET", "/health/ready"), Public),
+        (("GET", "/api/v1/openapi.json"), Public),
+        (("POST", "/api/v1/auth/register"), Public),
+        (("POST", "/api/v1/auth/login"), Public),
+        (("POST", "/api/v1/auth/refresh"), Public),
+        (("POST", "/api/v1/auth/logout"), SignedIn),
+        (("POST", "/api/v1/auth/logout-all"), SignedIn),
+        (("GET", "/api/v1/me"), SignedIn),
+        (("GET", "/api/v1/orgs"), SignedIn),
+        (("POST", "/api/v1/orgs"), SignedIn),
+        (("POST", "/api/v1/invitations/{token}/accept"), SignedIn),
+        (("GET", "/api/v1/orgs/{org_id}"), Org(P::OrgRead)),
+        (("PATCH", "/api/v1/orgs/{org_id}"), Org(P::OrgUpdate)),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/members"),
+            Org(P::MembersRead),
+        ),
+        (
+            ("PATCH", "/api/v1/orgs/{org_id}/members/{user_id}"),
+            Org(P::MembersManage),
+        ),
+        (
+            ("DELETE", "/api/v1/orgs/{org_id}/members/{user_id}"),
+            Org(P::MembersManage),
+        ),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/invitations"),
+            Org(P::InvitationsManage),
+        ),
+        (
+            ("POST", "/api/v1/orgs/{org_id}/invitations"),
+            Org(P::InvitationsManage),
+        ),
+        (
+            (
+                "DELETE",
+                "/api/v1/orgs/{org_id}/invitations/{invitation_id}",
+            ),
+            Org(P::InvitationsManage),
+        ),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/api-keys"),
+            Org(P::ApiKeysManage),
+        ),
+        (
+            ("POST", "/api/v1/orgs/{org_id}/api-keys"),
+            Org(P::ApiKeysManage),
+        ),
+        (
+            ("DELETE", "/api/v1/orgs/{org_id}/api-keys/{key_id}"),
+            Org(P::ApiKeysManage),
+        ),
+        (("GET", "/api/v1/orgs/{org_id}/audit"), Org(P::AuditRead)),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/audit/verify"),
+            Org(P::AuditRead),
+        ),
+    ])
+}
+
+#[derive(Clone, Debug)]
+struct Person {
+    email: String,
+    access: String,
+    user_id: String,
+}
+
+/// An organisation with its founder and a viewer to act on.
+struct Org {
+    id: String,
+    owner: Person,
+    viewer: Person,
+}
+
+struct Fixture {
+    app: TestApp,
+    /// The organisation every role belongs to.
+    own: Org,
+    /// An organisation none of them belongs to.
+    other: Org,
+    members: HashMap<Role, Person>,
+    counter: AtomicUsize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Which {
+    Own,
+    Other,
+}
+
+/// What a cell expects.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Expect {
+    Success,
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+}
+
+impl Expect {
+    fn holds(self, status: u16, code: &str) -> bool {
+        match self {
+            Expect::Success => (200..300).contains(&status),
+            Expect::Unauthenticated => status == 401,
+            Expect::Forbidden => status == 403 && code == "forbidden",
+            Expect::NotFound => status == 404 && code == "not_found",
+        }
+    }
+}
+
+async fn send(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = app.client.request(method, app.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let app = TestApp::builder()
+            .config(|c| {
+                c.rate_limits.auth_per_minute = 100_000;
+                c.rate_limits.api_per_minute = 100_000;
+            })
+            .spawn()
+            .await;
+        let mut fx = Fixture {
+            own: Org::founded(&app, "own").await,
+            other: Org::founded(&app, "other").await,
+            app,
+            members: HashMap::new(),
+            counter: AtomicUsize::new(0),
+        };
+        fx.members.insert(Role::Owner, fx.own.owner.clone());
+        for role in Role::ALL.into_iter().filter(|r| *r != Role::Owner) {
+            let email = format!("{role}@own.example.com");
+            let person = fx.join(Which::Own, role, &email).await;
+            fx.members.insert(role, person);
+        }
+        fx
+    }
+
+    fn org(&self, which: Which) -> &Org {
+        match which {
+            Which::Own => &self.own,
+            Which::Other => &self.other,
+        }
+    }
+
+    fn unique(&self, what: &str) -> String {
+        format!("{what}-{}", self.counter.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Invite `email` into the organisation with `role` (by its owner); the pending
+    /// invitation's id and one-time token.
+    async fn invite(
+        &self,
+        org_id: &str,
+        owner: &Person,
+        email: &str,
+        role: Role,
+    ) -> (String, String) {
+        let (status, body) = send(
+            &self.app,
+            Method::POST,
+            &format!("/api/v1/orgs/{org_id}/invitations"),
+            Some(&owner.access),
+            Some(json!({ "email": email, "role": role })),
+        )
+        .await;
+        assert_eq!(status, 201, "invite {email}: {body}");
+        (
+            body["invitation"]["id"].as_str().unwrap().to_owned(),
+            body["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// A new person who joined the organisation with `role` through an invitation.
+    async fn join(&self, which: Which, role: Role, email: &str) -> Person {
+        let org = self.org(which);
+        let (_, token) = self.invite(&org.id, &org.owner, email, role).await;
+        register(&self.app, json!({ "email": email, "password": PASSWORD, "name": "Matrix", "invite_token": token })).await
+    }
+
+    /// Fresh tokens for an existing person (a new session).
+    async fn login(&self, email: &str) -> Value {
+        let (status, body) = send(
+            &self.app,
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "email": email, "password": PASSWORD })),
+        )
+        .await;
+        assert_eq!(status, 200, "login {email}: {body}");
+        body
+    }
+
+    /// A new API key in the organisation (by its owner); its id.
+    async fn api_key(&self, which: Which) -> String {
+        let org = self.org(which);
+        let (status, body) = send(
+            &self.app,
+            Method::POST,
+            &format!("/api/v1/orgs/{}/api-keys", org.id),
+            Some(&org.owner.access),
+            Some(json!({ "name": "to revoke", "scopes": ["read"] })),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        body["api_key"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The request for one cell: path, credential and body. `who` is `None` for no
+    /// credential; `which` is the organisation in the path, if there is one.
+    async fn request(
+        &self,
+        method: &str,
+        template: &str,
+        who: Option<Role>,
+        which: Which,
+    ) -> (String, Option<String>, Option<Value>) {
+        let person = who.map(|r| self.members[&r].clone());
+        let token = person.as_ref().map(|p| p.access.clone());
+        let org = self.org(which);
+        let org_path = template.replace("{org_id}", &org.id);
+        match (method, template) {
+            ("GET", "/health/live" | "/health/ready" | "/api/v1/openapi.json") => {
+                (template.into(), token, None)
+            }
+            ("POST", "/api/v1/auth/register") => {
+                let email = format!("{}@new.example.com", self.unique("registrant"));
+                let body = json!({ "email": email, "password": PASSWORD, "name": "New", "org_name": "Newco" });
+                (template.into(), token, Some(body))
+            }
+            ("POST", "/api/v1/auth/login") => {
+                let email = person.map_or(self.own.owner.email.clone(), |p| p.email);
+                let body = json!({ "email": email, "password": PASSWORD });
+                (template.into(), token, Some(body))
+            }
+            ("POST", "/api/v1/auth/refresh") => {
+                let email = person.map_or(self.own.owner.email.clone(), |p| p.email);
+                let refresh = self.login(&email).await["refresh_token"].clone();
+                (
+                    template.into(),
+                    token,
+                    Some(json!({ "refresh_token": refresh })),
+                )
+            }
+            ("POST", "/api/v1/auth/logout") => {
+                // A session of its own, so the member's main token stays valid.
+                let token = match person {
+                    Some(p) => Some(
+                        self.login(&p.email).await["access_token"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned(),
+                    ),
+                    None => None,
+                };
+                (template.into(), token, None)
+            }
+            ("POST", "/api/v1/auth/logout-all") => {
+                // Ends every session of the caller: a new person with the same role.
+                let token = match who {
+                    Some(role) => {
+                        let email = format!("{}@own.example.com", self.unique("leaver"));
+                        Some(self.join(Which::Own, role, &email).await.access)
+                    }
+                    None => None,
+                };
+                (template.into(), token, None)
+            }
+            ("GET", "/api/v1/me" | "/api/v1/orgs") => (template.into(), token, None),
+            ("POST", "/api/v1/orgs") => (
+                template.into(),
+                token,
+                Some(json!({ "name": "Side project" })),
+            ),
+            ("POST", "/api/v1/invitations/{token}/accept") => {
+                // An invitation to a new organisation of the other owner, for this person.
+                let (status, created) = send(
+                    &self.app,
+                    Method::POST,
+                    "/api/v1/orgs",
+                    Some(&self.other.owner.access),
+                    Some(json!({ "name": "Inviting" })),
+                )
+                .await;
+                assert_eq!(status, 201, "{created}");
+                let email = person.map_or("nobody@example.com".to_owned(), |p| p.email);
+                let org_id = created["id"].as_str().unwrap();
+                let (_, invitation) = self
+                    .invite(org_id, &self.other.owner, &email, Role::Viewer)
+                    .await;
+                (template.replace("{token}", &invitation), token, None)
+            }
+            ("GET", _) => (org_path, token, None),
+            ("PATCH", "/api/v1/orgs/{org_id}") => {
+                (org_path, token, Some(json!({ "name": "Same name" })))
+            }
+            ("PATCH", "/api/v1/orgs/{org_id}/members/{user_id}") => {
+                // Idempotent: the viewer stays a viewer.
+                let path = org_path.replace("{user_id}", &org.viewer.user_id);
+                (path, token, Some(json!({ "role": "viewer" })))
+            }
+            ("DELETE", "/api/v1/orgs/{org_id}/members/{user_id}") => {
+                // A member of its own for every caller who could remove one.
+                let target = if who.is_some() && which == Which::Own {
+                    let email = format!("{}@own.example.com", self.unique("removable"));
+                    self.join(which, Role::Viewer, &email).await.user_id
+                } else {
+                    org.viewer.user_id.clone()
+                };
+                (org_path.replace("{user_id}", &target), token, None)
+            }
+            ("POST", "/api/v1/orgs/{org_id}/invitations") => {
+                let email = format!("{}@invited.example.com", self.unique("invitee"));
+                (
+                    org_path,
+                    token,
+                    Some(json!({ "email": email, "role": "viewer" })),
+                )
+            }
+            ("DELETE", "/api/v1/orgs/{org_id}/invitations/{invitation_id}") => {
+                let email = format!("{}@invited.example.com", self.unique("revokee"));
+                let (id, _) = self.invite(&org.id, &org.owner, &email, Role::Viewer).await;
+                (org_path.replace("{invitation_id}", &id), token, None)
+            }
+            ("POST", "/api/v1/orgs/{org_id}/api-keys") => (
+                org_path,
+                token,
+                Some(json!({ "name": "matrix", "scopes": ["read"] })),
+            ),
+            ("DELETE", "/api/v1/orgs/{org_id}/api-keys/{key_id}") => {
+                let id = self.api_key(which).await;
+                (org_path.replace("{key_id}", &id), token, None)
+            }
+            _ => panic!("no request recipe for {method} {template}: add one to `request`"),
+        }
+    }
+}
+
+impl Org {
+    async fn founded(app: &TestApp, name: &str) -> Org {
+        let owner = register(
+            app,
+            json!({ "email": format!("owner@{name}.example.com"), "password": PASSWORD, "name": "Owner", "org_name": name }),
+        )
+        .await;
+        let id = owner_org(app, &owner).await;
+        let mut org = Org {
+            id,
+            viewer: owner.clone(),
+            owner,
+        };
+        let email = format!("target@{name}.example.com");
+        let (status, body) = send(
+            app,
+            Method::POST,
+            &format!("/api/v1/orgs/{}/invitations", org.id),
+            Some(&org.owner.access),
+            Some(json!({ "email": email, "role": "viewer" })),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        org.viewer = register(
+            app,
+            json!({ "email": email, "password": PASSWORD, "name": "Viewer", "invite_token": body["token"] }),
+        )
+        .await;
+        org
+    }
+}
+
+async fn register(app: &TestApp, body: Value) -> Person {
+    let email = body["email"].as_str().unwrap().to_owned();
+    let (status, res) = send(app, Method::POST, "/api/v1/auth/register", None, Some(body)).await;
+    assert_eq!(status, 201, "register {email}: {res}");
+    Person {
+        email,
+        access: res["access_token"].as_str().unwrap().to_owned(),
+        user_id: res["user"]["id"].as_str().unwrap().to_owned(),
+    }
+}
+
+async fn owner_org(app: &TestApp, owner: &Person) -> String {
+    let (_, me) = send(app, Method::GET, "/api/v1/me", Some(&owner.access), None).await;
+    me["memberships"][0]["org"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn every_operation_answers_every_role_as_the_policy_says() {
+    let rows = expectations();
+    let routes = assay_api::openapi::routes();
+    let missing: Vec<String> = routes
+        .iter()
+        .filter(|(m, p)| !rows.contains_key(&(m.as_str(), p.as_str())))
+        .map(|(m, p)| format!("{m} {p}"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "operations without a row in the authorisation matrix: {missing:#?}"
+    );
+    let stale: Vec<_> = rows
+        .keys()
+        .filter(|(m, p)| !routes.iter().any(|(rm, rp)| rm.as_str() == *m && rp == p))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "rows for operations that do not exist: {stale:?}"
+    );
+
+    let fx = Fixture::new().await;
+    let mut cells = 0;
+    let mut wrong = Vec::new();
+    for (method, template) in &routes {
+        let access = rows[&(method.as_str(), template.as_str())];
+        let mut plan: Vec<(Option<Role>, Which, Expect)> = Vec::new();
+        match access {
+            Access::Public => {
+                plan.push((None, Which::Own, Expect::Success));
+                for role in Role::ALL {
+                    plan.push((Some(role), Which::Own, Expect::Success));
+                }
+            }
+            Access::SignedIn => {
+                plan.push((None, Which::Own, Expect::Unauthenticated));
+                for role in Role::ALL {
+                    plan.push((Some(role), Which::Own, Expect::Success));
+                }
+            }
+            Access::Org(permission) => {
+                plan.push((None, Which::Own, Expect::Unauthenticated));
+                for role in Role::ALL {
+                    let own = if role.can(permission) {
+                        Expect::Success
+                    } else {
+                        Expect::Forbidden
+                    };
+                    plan.push((Some(role), Which::Own, own));
+                    plan.push((Some(role), Which::Other, Expect::NotFound));
+                }
+            }
+        }
+        for (who, which, expect) in plan {
+            let (path, token, body) = fx.request(method.as_str(), template, who, which).await;
+            let (status, res) = send(&fx.app, method.clone(), &path, token.as_deref(), body).await;
+            let code = res["error"]["code"].as_str().unwrap_or_default();
+            cells += 1;
+            if !expect.holds(status, code) {
+                let who = who.map_or("no credential".to_owned(), |r| r.to_string());
+                let mut res = res.to_string();
+                res.truncate(300);
+                wrong.push(format!(
+                    "{method} {template} as {who} in {which:?} org: expected {expect:?}, got {status} {res}"
+                ));
+            }
+        }
+    }
+    assert!(cells > 200, "only {cells} cells ran");
+    assert!(
+        wrong.is_empty(),
+        "{} of {cells} cells wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
