@@ -189,3 +189,151 @@ mod tests {
         assert_eq!(ids, vec!["CE-FW", "CE-MP"]);
     }
 }
+
+/// The built-in compliance catalogue (frameworks and common controls) as the offline
+/// provider's knowledge. Ids are requirement refs (`GV.OC-01`, `A.5.1`, `CC6.1`, also
+/// `framework:ref` to disambiguate) and control keys (`IAM-01`).
+pub struct CatalogueKnowledge {
+    entries: Vec<KnowledgeEntry>,
+    /// Lower-cased id -> index; bare refs map to their first framework's requirement.
+    by_id: std::collections::HashMap<String, usize>,
+    /// Lower-cased title and description per entry, for search.
+    haystacks: Vec<(String, String)>,
+}
+
+impl CatalogueKnowledge {
+    pub fn new(catalogue: &assay_core::catalogue::Catalogue) -> Self {
+        let mut entries = Vec::new();
+        for fw in catalogue.frameworks() {
+            for req in fw.requirements.iter().filter(|r| r.assessable) {
+                let guidance = catalogue
+                    .controls_for(&fw.key, &req.ref_id)
+                    .first()
+                    .map(|c| format!("{} ({}): {}", c.title, c.key, c.guidance))
+                    .unwrap_or_default();
+                entries.push(KnowledgeEntry {
+                    id: format!("{}:{}", fw.key, req.ref_id),
+                    framework: fw.name.clone(),
+                    title: format!("{} {}", req.ref_id, req.title),
+                    description: req.description.clone(),
+                    guidance,
+                    keywords: keywords(&req.title),
+                });
+            }
+        }
+        for c in catalogue.controls() {
+            entries.push(KnowledgeEntry {
+                id: c.key.clone(),
+                framework: "Assay common controls".into(),
+                title: c.title.clone(),
+                description: c.description.clone(),
+                guidance: c.guidance.clone(),
+                keywords: keywords(&c.title),
+            });
+        }
+        let mut by_id = std::collections::HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            by_id.insert(e.id.to_lowercase(), i);
+            if let Some((_, bare)) = e.id.split_once(':') {
+                by_id.entry(bare.to_lowercase()).or_insert(i);
+            }
+        }
+        let haystacks = entries
+            .iter()
+            .map(|e| (e.title.to_lowercase(), e.description.to_lowercase()))
+            .collect();
+        Self {
+            entries,
+            by_id,
+            haystacks,
+        }
+    }
+
+    /// Over the packs embedded in the binary.
+    pub fn builtin() -> Self {
+        Self::new(assay_core::catalogue::builtin())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Significant words of a title (4+ letters), lower-cased.
+fn keywords(title: &str) -> Vec<String> {
+    title
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() >= 4)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+impl KnowledgeSource for CatalogueKnowledge {
+    fn lookup(&self, id: &str) -> Option<KnowledgeEntry> {
+        self.by_id
+            .get(&id.to_lowercase())
+            .map(|&i| self.entries[i].clone())
+    }
+
+    fn search(&self, text: &str, limit: usize) -> Vec<KnowledgeEntry> {
+        let words: Vec<String> = keywords(text);
+        if words.is_empty() {
+            return Vec::new();
+        }
+        // Title matches weigh more than description matches; ties keep catalogue order.
+        let mut scored: Vec<(usize, usize)> = self
+            .haystacks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (title, description))| {
+                let score: usize = words
+                    .iter()
+                    .map(|w| {
+                        3 * usize::from(title.contains(w.as_str()))
+                            + usize::from(description.contains(w.as_str()))
+                    })
+                    .sum();
+                (score > 0).then_some((i, score))
+            })
+            .collect();
+        scored.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored
+            .into_iter()
+            .take(limit)
+            .map(|(i, _)| self.entries[i].clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod catalogue_tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalogue_answers_lookups_and_searches() {
+        let k = CatalogueKnowledge::builtin();
+        assert!(k.len() > 400, "{}", k.len());
+        let csf = k.lookup("GV.OC-01").expect("CSF subcategory by bare ref");
+        assert!(csf.title.starts_with("GV.OC-01"));
+        assert!(
+            !csf.guidance.is_empty(),
+            "requirements carry the guidance of a covering control"
+        );
+        assert!(k.lookup("iso27001:A.5.1").is_some());
+        assert!(k.lookup("no-such-thing").is_none());
+        let hits = k.search(
+            "how do we enforce multi-factor authentication for administrators",
+            5,
+        );
+        assert!(!hits.is_empty());
+        assert!(
+            hits.iter().any(|e| e.title.to_lowercase().contains("auth")
+                || e.description.to_lowercase().contains("multi-factor")),
+            "{hits:?}"
+        );
+    }
+}

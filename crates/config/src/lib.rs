@@ -58,6 +58,8 @@ pub struct Config {
     pub security: SecurityConfig,
     pub rate_limits: RateLimitConfig,
     pub features: FeatureFlags,
+    /// AI providers, models, selection, resilience and cache (`assay-ai`).
+    pub ai: assay_ai::AiConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -351,14 +353,19 @@ impl Config {
         if let Some(v) = non_empty_env("REDIS_URL") {
             fig = fig.merge(("redis.url", v));
         }
-        fig.extract::<Config>().map_err(|e| {
+        let mut config = fig.extract::<Config>().map_err(|e| {
             ConfigError(
                 e.into_iter()
                     .map(|e| describe(&e))
                     .collect::<Vec<_>>()
                     .join("\n"),
             )
-        })
+        })?;
+        // OPENAI_API_KEY, GEMINI_API_KEY and their base URLs add providers and default models.
+        config
+            .ai
+            .apply_customary_env(&|name| std::env::var(name).ok());
+        Ok(config)
     }
 
     /// The effective configuration as TOML, secrets redacted (for `assay config check`).

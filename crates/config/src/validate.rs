@@ -148,6 +148,11 @@ pub(crate) fn problems(c: &Config) -> Vec<Problem> {
         }
     }
 
+    for p in c.ai.problems() {
+        let (setting, message) = p.split_once(": ").unwrap_or(("ai", p.as_str()));
+        out.push(problem(setting, message));
+    }
+
     if c.is_production() {
         let secret = c.auth.jwt_secret.expose_secret();
         if secret == DEV_JWT_SECRET {
@@ -394,6 +399,20 @@ mod tests {
                 assert!(!out.contains(secret), "{secret} leaked:\n{out}");
             }
             assert!(out.contains("[redacted]") && out.contains("***"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn ai_keys_from_customary_names_add_providers_and_stay_secret() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OPENAI_API_KEY", "sk-test-secret-value");
+            jail.set_env("OPENAI_BASE_URL", "http://127.0.0.1:9999/v1");
+            let c = Config::load(Sources { file: None }).unwrap();
+            assert!(c.problems().is_empty(), "{:?}", c.problems());
+            assert!(c.ai.providers.iter().any(|p| p.name == "openai"));
+            assert!(!c.ai.models.is_empty());
+            assert!(!c.to_redacted_toml().contains("sk-test-secret-value"));
             Ok(())
         });
     }
