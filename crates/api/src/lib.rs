@@ -6,6 +6,7 @@
 //! shutdown future resolves, then drains: readiness turns 503, no new connections are
 //! accepted, in-flight requests get up to `server.drain_timeout_secs` to finish.
 
+mod ai_usage_sink;
 pub mod auth;
 pub mod error;
 pub mod identity;
@@ -46,6 +47,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("redis.url: {0}")]
     Redis(String),
+    #[error("AI gateway: {0}")]
+    Ai(String),
     #[error("authentication: {0}")]
     Identity(String),
     #[error("TLS: {0}")]
@@ -97,7 +100,8 @@ impl App {
         let local_addr = listener.local_addr().map_err(StartupError::Listener)?;
         let identity = identity::Identity::from_config(&config, redis.as_ref())
             .map_err(|e| StartupError::Identity(e.to_string()))?;
-        let state = AppState::new(db, identity, redis, Arc::new(config));
+        let ai = build_ai_gateway(&config, &db, redis.as_ref())?;
+        let state = AppState::new(db, identity, ai, redis, Arc::new(config));
         Ok(App {
             state,
             listener,
@@ -185,6 +189,31 @@ impl App {
         tracing::info!("assay stopped");
         served.map_err(StartupError::Listener)
     }
+}
+
+/// The AI gateway: configured providers (or none: offline answers from the built-in
+/// catalogue), a cache shared through Redis when configured, and the stored usage ledger.
+fn build_ai_gateway(
+    config: &Config,
+    db: &Db,
+    redis: Option<&assay_infra::redis_conn::RedisConn>,
+) -> Result<assay_ai::Gateway, StartupError> {
+    let cache_cfg = assay_infra::cache::CacheConfig {
+        name: "ai",
+        ..Default::default()
+    };
+    let cache = match redis {
+        Some(conn) => assay_infra::cache::TieredCache::with_redis(
+            cache_cfg,
+            conn.clone(),
+            &config.redis.key_prefix,
+        ),
+        None => assay_infra::cache::TieredCache::in_memory(cache_cfg),
+    };
+    let usage = Arc::new(ai_usage_sink::StoreUsageSink::new(db.clone()));
+    let knowledge = Arc::new(assay_ai::knowledge::CatalogueKnowledge::builtin());
+    assay_ai::Gateway::new(&config.ai, cache, usage, knowledge)
+        .map_err(|e| StartupError::Ai(e.to_string()))
 }
 
 /// The full router with its middleware stack.

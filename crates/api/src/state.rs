@@ -2,6 +2,7 @@
 //! and the process lifecycle (whether it is draining for shutdown).
 
 use crate::identity::Identity;
+use assay_ai::Gateway;
 use assay_config::Config;
 use assay_infra::redis_conn::RedisConn;
 use assay_store::Db;
@@ -16,17 +17,25 @@ pub struct AppState {
 struct Inner {
     db: Db,
     identity: Identity,
+    ai: Gateway,
     redis: Option<RedisConn>,
     config: Arc<Config>,
     draining: AtomicBool,
 }
 
 impl AppState {
-    pub fn new(db: Db, identity: Identity, redis: Option<RedisConn>, config: Arc<Config>) -> Self {
+    pub fn new(
+        db: Db,
+        identity: Identity,
+        ai: Gateway,
+        redis: Option<RedisConn>,
+        config: Arc<Config>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
                 identity,
+                ai,
                 redis,
                 config,
                 draining: AtomicBool::new(false),
@@ -40,6 +49,11 @@ impl AppState {
 
     pub fn identity(&self) -> &Identity {
         &self.inner.identity
+    }
+
+    /// The AI gateway (offline-only when no provider is configured).
+    pub fn ai(&self) -> &Gateway {
+        &self.inner.ai
     }
 
     pub fn redis(&self) -> Option<&RedisConn> {

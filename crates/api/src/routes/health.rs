@@ -78,6 +78,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             }
         };
     }
+    checks["ai"] = ai_check(&state);
     let status = if db_ok {
         StatusCode::OK
     } else {
@@ -85,4 +86,27 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     };
     let body = json!({ "status": if db_ok { "ready" } else { "unavailable" }, "checks": checks });
     (status, Json(body)).into_response()
+}
+
+/// AI providers: each model's circuit breaker. An open breaker does not fail readiness:
+/// the gateway falls back along the chain and, last, to offline answers.
+fn ai_check(state: &AppState) -> serde_json::Value {
+    let models: serde_json::Map<String, serde_json::Value> = state
+        .ai()
+        .breaker_states()
+        .into_iter()
+        .map(|(model, breaker)| {
+            (
+                model,
+                json!({ "breaker": format!("{breaker:?}").to_lowercase() }),
+            )
+        })
+        .collect();
+    let any_closed = models.values().any(|m| m["breaker"] == "closed");
+    let status = match (models.is_empty(), any_closed) {
+        (true, _) => "offline_only",
+        (false, true) => "up",
+        (false, false) => "degraded",
+    };
+    json!({ "status": status, "models": models })
 }
