@@ -4,10 +4,12 @@
 
 pub mod access;
 pub mod catalogue;
+pub mod control;
 pub mod ids;
 pub mod password;
 pub mod tenancy;
 
 pub use access::Role;
+pub use control::ControlStatus;
 pub use ids::{OrgId, UserId};
 pub use tenancy::OrgCtx;
