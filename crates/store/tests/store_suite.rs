@@ -4,7 +4,8 @@
 use assay_core::{OrgCtx, Role};
 use assay_store::repo::audit::{self, Actor, AuditFilter, NewAuditEvent};
 use assay_store::repo::{
-    ai_usage, api_keys, invitations, login_failures, memberships, organisations, sessions, users,
+    ai_usage, api_keys, invitations, login_failures, memberships, organisations, posture, sessions,
+    users,
 };
 use assay_store::testing::TestDb;
 use assay_store::{Backend, Db, DbSettings, StoreError};
@@ -47,6 +48,7 @@ on_both_backends!(
     api_keys_are_scoped_and_revocable,
     login_failures_count_and_clear,
     ai_usage_ledger_sums_spend_and_groups_by_day,
+    posture_adoption_controls_and_profile_are_org_scoped,
 );
 
 async fn signup(db: &Db, email: &str, org: &str) -> (users::User, organisations::Organisation) {
@@ -662,4 +664,67 @@ async fn ai_usage_ledger_sums_spend_and_groups_by_day(t: TestDb) {
     assert_eq!(totals[1].requests, 2);
     assert_eq!(totals[1].cache_hits, Some(1));
     assert_eq!(totals[1].input_tokens, Some(200));
+}
+
+async fn posture_adoption_controls_and_profile_are_org_scoped(t: TestDb) {
+    use assay_core::ControlStatus;
+    let (owner, org) = signup(&t.db, "posture@example.com", "Posture").await;
+    let (other_user, other) = signup(&t.db, "posture2@example.com", "Posture2").await;
+    let ctx = OrgCtx::for_verified_member(org.id, owner.id, Role::Owner);
+    let other_ctx = OrgCtx::for_verified_member(other.id, other_user.id, Role::Owner);
+    let c = t.db.primary();
+    assert!(posture::adopt(c, &ctx, "nist-csf").await.unwrap());
+    assert!(!posture::adopt(c, &ctx, "nist-csf").await.unwrap());
+    assert_eq!(posture::adopted(c, &ctx).await.unwrap().len(), 1);
+    assert!(posture::adopted(c, &other_ctx).await.unwrap().is_empty());
+
+    let mut update = posture::ControlUpdate {
+        status: ControlStatus::NotApplicable,
+        justification: None,
+        owner_id: None,
+        due_date: None,
+        notes: None,
+    };
+    assert!(matches!(
+        posture::set_control(c, &ctx, "IAM-01", &update, "test").await,
+        Err(StoreError::Invariant(_))
+    ));
+    update.status = ControlStatus::InProgress;
+    update.owner_id = Some(owner.id);
+    update.due_date = chrono::NaiveDate::from_ymd_opt(2027, 1, 31);
+    let rec = posture::set_control(c, &ctx, "IAM-01", &update, "test")
+        .await
+        .unwrap();
+    assert_eq!(rec.status, ControlStatus::InProgress);
+    update.status = ControlStatus::Implemented;
+    posture::set_control(c, &ctx, "IAM-01", &update, "test")
+        .await
+        .unwrap();
+    let states = posture::control_states(c, &ctx).await.unwrap();
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].status, ControlStatus::Implemented);
+    assert_eq!(
+        states[0].due_date,
+        chrono::NaiveDate::from_ymd_opt(2027, 1, 31)
+    );
+    assert!(
+        posture::control_states(c, &other_ctx)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert!(posture::unadopt(c, &ctx, "nist-csf").await.unwrap());
+    assert!(posture::profile(c, &ctx).await.unwrap().is_none());
+    posture::set_profile(c, &ctx, &serde_json::json!({ "industry": "software" }))
+        .await
+        .unwrap();
+    posture::set_profile(c, &ctx, &serde_json::json!({ "industry": "finance" }))
+        .await
+        .unwrap();
+    assert_eq!(
+        posture::profile(c, &ctx).await.unwrap().unwrap().0["industry"],
+        "finance"
+    );
+    assert!(posture::profile(c, &other_ctx).await.unwrap().is_none());
 }

@@ -8,6 +8,7 @@
 mod m0001_identity_and_audit;
 mod m0002_sessions_invitations_api_keys;
 mod m0003_ai_usage;
+mod m0004_compliance_posture;
 
 use crate::db::Db;
 use crate::error::StoreError;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_identity_and_audit::Migration),
             Box::new(m0002_sessions_invitations_api_keys::Migration),
             Box::new(m0003_ai_usage::Migration),
+            Box::new(m0004_compliance_posture::Migration),
         ]
     }
 }

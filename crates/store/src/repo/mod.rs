@@ -10,6 +10,7 @@ pub mod invitations;
 pub mod login_failures;
 pub mod memberships;
 pub mod organisations;
+pub mod posture;
 pub mod sessions;
 pub mod users;
 
