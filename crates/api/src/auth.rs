@@ -394,6 +394,10 @@ pub mod perm {
         MembersManage,
         InvitationsManage,
         ApiKeysManage,
-        AuditRead
+        AuditRead,
+        FrameworksRead,
+        FrameworksAdopt,
+        ControlsRead,
+        ControlsWrite
     );
 }

@@ -26,7 +26,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -280,6 +280,34 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
         .route(
             "/api/v1/orgs/{org_id}/audit/verify",
             get(routes::audit::verify),
+        )
+        .route(
+            "/api/v1/frameworks",
+            get(routes::compliance::list_frameworks),
+        )
+        .route(
+            "/api/v1/frameworks/{key}",
+            get(routes::compliance::get_framework),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/frameworks",
+            get(routes::compliance::list_adopted),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/frameworks/{key}",
+            put(routes::compliance::adopt).delete(routes::compliance::unadopt),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/controls",
+            get(routes::compliance::list_controls),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/controls/bulk",
+            post(routes::compliance::bulk_update),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/controls/{key}",
+            get(routes::compliance::get_control).patch(routes::compliance::update_control),
         )
         .merge(auth_routes)
         .route_layer(axum::middleware::from_fn_with_state(

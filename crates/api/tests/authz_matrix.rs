@@ -99,6 +99,36 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Access> {
             ("GET", "/api/v1/orgs/{org_id}/audit/verify"),
             Org(P::AuditRead),
         ),
+        (("GET", "/api/v1/frameworks"), SignedIn),
+        (("GET", "/api/v1/frameworks/{key}"), SignedIn),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/frameworks"),
+            Org(P::FrameworksRead),
+        ),
+        (
+            ("PUT", "/api/v1/orgs/{org_id}/frameworks/{key}"),
+            Org(P::FrameworksAdopt),
+        ),
+        (
+            ("DELETE", "/api/v1/orgs/{org_id}/frameworks/{key}"),
+            Org(P::FrameworksAdopt),
+        ),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/controls"),
+            Org(P::ControlsRead),
+        ),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/controls/{key}"),
+            Org(P::ControlsRead),
+        ),
+        (
+            ("PATCH", "/api/v1/orgs/{org_id}/controls/{key}"),
+            Org(P::ControlsWrite),
+        ),
+        (
+            ("POST", "/api/v1/orgs/{org_id}/controls/bulk"),
+            Org(P::ControlsWrite),
+        ),
     ])
 }
 
@@ -327,7 +357,41 @@ impl Fixture {
                 };
                 (template.into(), token, None)
             }
-            ("GET", "/api/v1/me" | "/api/v1/orgs") => (template.into(), token, None),
+            ("GET", "/api/v1/me" | "/api/v1/orgs" | "/api/v1/frameworks") => {
+                (template.into(), token, None)
+            }
+            ("GET", "/api/v1/frameworks/{key}") => {
+                (template.replace("{key}", "cyber-essentials"), token, None)
+            }
+            ("GET", "/api/v1/orgs/{org_id}/controls/{key}") => {
+                (org_path.replace("{key}", "IAM-01"), token, None)
+            }
+            ("PUT", "/api/v1/orgs/{org_id}/frameworks/{key}") => {
+                (org_path.replace("{key}", "uk-gdpr"), token, None)
+            }
+            ("DELETE", "/api/v1/orgs/{org_id}/frameworks/{key}") => {
+                // Adopted first (by the owner), so there is something to drop.
+                let (status, body) = send(
+                    &self.app,
+                    Method::PUT,
+                    &format!("/api/v1/orgs/{}/frameworks/soc2", org.id),
+                    Some(&org.owner.access),
+                    None,
+                )
+                .await;
+                assert!(status == 201 || status == 200, "{body}");
+                (org_path.replace("{key}", "soc2"), token, None)
+            }
+            ("PATCH", "/api/v1/orgs/{org_id}/controls/{key}") => (
+                org_path.replace("{key}", "IAM-01"),
+                token,
+                Some(json!({ "status": "in_progress" })),
+            ),
+            ("POST", "/api/v1/orgs/{org_id}/controls/bulk") => (
+                org_path,
+                token,
+                Some(json!({ "updates": [{ "key": "IAM-01", "status": "in_progress" }] })),
+            ),
             ("POST", "/api/v1/orgs") => (
                 template.into(),
                 token,

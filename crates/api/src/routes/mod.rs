@@ -3,5 +3,6 @@
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod compliance;
 pub mod health;
 pub mod orgs;

@@ -1,0 +1,577 @@
+//! The catalogue and an organisation's posture: the built-in frameworks,
+//! adopting them, and the state of the organisation's controls. Every change is audited
+//! in the transaction that makes it.
+
+use crate::auth::{Caller, RequirePermission, perm};
+use crate::error::ApiError;
+use crate::json::{FieldError, ValidJson, invalid, invalid_field};
+use crate::state::AppState;
+use assay_core::catalogue::{self, CommonControl, Framework};
+use assay_core::{ControlStatus, OrgCtx, UserId};
+use assay_store::repo::audit;
+use assay_store::repo::memberships;
+use assay_store::repo::posture::{self, ControlRecord, ControlUpdate};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use garde::Validate;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+fn framework_summary(fw: &Framework) -> Value {
+    json!({
+        "key": fw.key,
+        "name": fw.name,
+        "version": fw.version,
+        "publisher": fw.publisher,
+        "licence": fw.licence,
+        "provenance": fw.provenance,
+        "description": fw.description,
+        "requirements": fw.requirements.len(),
+        "assessable_requirements": fw.assessable().count(),
+    })
+}
+
+fn find_framework(key: &str) -> Result<&'static Framework, ApiError> {
+    catalogue::builtin()
+        .framework(key)
+        .ok_or_else(|| ApiError::not_found("framework"))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/frameworks",
+    operation_id = "list_frameworks",
+    tag = "compliance",
+    summary = "The built-in framework packs, with licence and provenance",
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses((status = 200, description = "The frameworks"))
+)]
+pub async fn list_frameworks(_caller: Caller) -> Json<Value> {
+    let items: Vec<Value> = catalogue::builtin()
+        .frameworks()
+        .iter()
+        .map(framework_summary)
+        .collect();
+    Json(json!({ "items": items }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/frameworks/{key}",
+    operation_id = "get_framework",
+    tag = "compliance",
+    summary = "One framework with its requirements (hierarchical via `parent`)",
+    params(("key" = String, Path, description = "Framework key, e.g. `nist-csf`")),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The framework"),
+        (status = 404, description = "No such framework", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn get_framework(
+    _caller: Caller,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let fw = find_framework(&key)?;
+    let mut body = framework_summary(fw);
+    body["items"] = serde_json::to_value(&fw.requirements).map_err(ApiError::internal)?;
+    Ok(Json(body))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/frameworks",
+    operation_id = "list_adopted_frameworks",
+    tag = "compliance",
+    summary = "Frameworks the organisation adopted (needs `frameworks.read`)",
+    params(crate::openapi::OrgIdParam),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses((status = 200, description = "Adopted frameworks"))
+)]
+pub async fn list_adopted(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::FrameworksRead>,
+) -> Result<Json<Value>, ApiError> {
+    let adopted = posture::adopted(state.db().primary(), &access.ctx).await?;
+    let items: Vec<Value> = adopted
+        .into_iter()
+        .map(|a| {
+            let mut v = catalogue::builtin()
+                .framework(&a.framework_key)
+                .map(framework_summary)
+                .unwrap_or_else(|| json!({ "key": a.framework_key }));
+            v["adopted_at"] = json!(a.adopted_at);
+            v["adopted_by"] = json!(a.adopted_by);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/orgs/{org_id}/frameworks/{key}",
+    operation_id = "adopt_framework",
+    tag = "compliance",
+    summary = "Adopt a framework (needs `frameworks.adopt`); 201 when newly adopted, 200 when it already was",
+    params(crate::openapi::OrgIdParam, ("key" = String, Path, description = "Framework key")),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Adopted"),
+        (status = 200, description = "Already adopted"),
+        (status = 404, description = "No such framework", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn adopt(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::FrameworksAdopt>,
+    Path((_, key)): Path<(Uuid, String)>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let fw = find_framework(&key)?;
+    let access = access.access;
+    let fw_key = fw.key.clone();
+    let new = state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                let new = posture::adopt(txn, &access.ctx, &fw_key).await?;
+                if new {
+                    audit::append(
+                        txn,
+                        access
+                            .event("framework.adopted")
+                            .resource("framework", &fw_key),
+                    )
+                    .await?;
+                }
+                Ok(new)
+            })
+        })
+        .await?;
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({ "framework": fw.key, "adopted": true })),
+    ))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org_id}/frameworks/{key}",
+    operation_id = "unadopt_framework",
+    tag = "compliance",
+    summary = "Stop tracking a framework (needs `frameworks.adopt`); control states are kept",
+    params(crate::openapi::OrgIdParam, ("key" = String, Path, description = "Framework key")),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Dropped"),
+        (status = 404, description = "Not adopted", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn unadopt(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::FrameworksAdopt>,
+    Path((_, key)): Path<(Uuid, String)>,
+) -> Result<StatusCode, ApiError> {
+    let access = access.access;
+    let dropped = state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                let dropped = posture::unadopt(txn, &access.ctx, &key).await?;
+                if dropped {
+                    audit::append(
+                        txn,
+                        access
+                            .event("framework.unadopted")
+                            .resource("framework", &key),
+                    )
+                    .await?;
+                }
+                Ok(dropped)
+            })
+        })
+        .await?;
+    if dropped {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("adopted framework"))
+    }
+}
+
+/// A control of the library joined with the organisation's state of it.
+fn control_view(c: &CommonControl, state: Option<&ControlRecord>) -> Value {
+    json!({
+        "key": c.key,
+        "title": c.title,
+        "domain": c.domain,
+        "description": c.description,
+        "guidance": c.guidance,
+        "questions": c.questions,
+        "maps_to": c.maps_to.iter().map(|r| format!("{}:{}", r.framework, r.ref_id)).collect::<Vec<_>>(),
+        "status": state.map_or(ControlStatus::NotStarted, |s| s.status),
+        "justification": state.and_then(|s| s.justification.clone()),
+        "owner_id": state.and_then(|s| s.owner_id),
+        "due_date": state.and_then(|s| s.due_date),
+        "notes": state.and_then(|s| s.notes.clone()),
+        "updated_at": state.map(|s| s.updated_at),
+    })
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ControlQuery {
+    /// Only controls in this status (not_started, in_progress, implemented, not_applicable).
+    #[param(value_type = Option<String>)]
+    pub status: Option<ControlStatus>,
+    /// Only controls mapped to this framework.
+    pub framework: Option<String>,
+    /// Only controls owned by this user.
+    pub owner_id: Option<Uuid>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1..=200 (default 50).
+    pub limit: Option<usize>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/controls",
+    operation_id = "list_controls",
+    tag = "compliance",
+    summary = "The organisation's controls with their status (needs `controls.read`); filters and cursor pagination",
+    params(crate::openapi::OrgIdParam, ControlQuery),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses((status = 200, description = "One page of controls"))
+)]
+pub async fn list_controls(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::ControlsRead>,
+    Query(q): Query<ControlQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(invalid_field("limit", "must be between 1 and 200"));
+    }
+    if let Some(fw) = &q.framework {
+        find_framework(fw)
+            .map_err(|_| invalid_field("framework", "is not a known framework key"))?;
+    }
+    let states: HashMap<String, ControlRecord> =
+        posture::control_states(state.db().primary(), &access.ctx)
+            .await?
+            .into_iter()
+            .map(|r| (r.control_key.clone(), r))
+            .collect();
+    let mut controls: Vec<&CommonControl> = catalogue::builtin().controls().iter().collect();
+    controls.sort_by(|a, b| a.key.cmp(&b.key));
+    let page: Vec<Value> = controls
+        .into_iter()
+        .filter(|c| q.cursor.as_deref().is_none_or(|cur| c.key.as_str() > cur))
+        .filter(|c| {
+            q.framework
+                .as_deref()
+                .is_none_or(|fw| c.maps_to.iter().any(|r| r.framework == fw))
+        })
+        .filter(|c| {
+            q.status.is_none_or(|s| {
+                states
+                    .get(&c.key)
+                    .map_or(ControlStatus::NotStarted, |r| r.status)
+                    == s
+            })
+        })
+        .filter(|c| {
+            q.owner_id
+                .is_none_or(|o| states.get(&c.key).and_then(|r| r.owner_id) == Some(UserId(o)))
+        })
+        .take(limit + 1)
+        .map(|c| control_view(c, states.get(&c.key)))
+        .collect();
+    let more = page.len() > limit;
+    let items: Vec<Value> = page.into_iter().take(limit).collect();
+    let next = if more {
+        items.last().map(|v| v["key"].clone())
+    } else {
+        None
+    };
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}
+
+fn find_control(key: &str) -> Result<&'static CommonControl, ApiError> {
+    catalogue::builtin()
+        .control(key)
+        .ok_or_else(|| ApiError::not_found("control"))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/controls/{key}",
+    operation_id = "get_control",
+    tag = "compliance",
+    summary = "One control, its state and the requirements it serves (needs `controls.read`)",
+    params(crate::openapi::OrgIdParam, ("key" = String, Path, description = "Control key, e.g. `IAM-01`")),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The control"),
+        (status = 404, description = "No such control", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn get_control(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::ControlsRead>,
+    Path((_, key)): Path<(Uuid, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let control = find_control(&key)?;
+    let record = posture::control_state(state.db().primary(), &access.ctx, &control.key).await?;
+    let mut body = control_view(control, record.as_ref());
+    body["requirements"] =
+        json!(catalogue::builtin()
+        .requirements_for(&control.key)
+        .into_iter()
+        .map(|(fw, req)| json!({ "framework": fw.key, "ref_id": req.ref_id, "title": req.title }))
+        .collect::<Vec<_>>());
+    Ok(Json(body))
+}
+
+/// `Some(None)` for an explicit `null` (clear the field), `None` when absent (keep it).
+fn explicit<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A partial update: absent fields keep their value, `null` clears them.
+#[derive(Clone, Deserialize, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPatch {
+    /// not_started, in_progress, implemented or not_applicable.
+    #[garde(skip)]
+    #[schema(value_type = Option<String>)]
+    pub status: Option<ControlStatus>,
+    #[garde(inner(inner(length(chars, max = 4000))))]
+    #[serde(default, deserialize_with = "explicit")]
+    #[schema(value_type = Option<String>)]
+    pub justification: Option<Option<String>>,
+    #[garde(skip)]
+    #[serde(default, deserialize_with = "explicit")]
+    #[schema(value_type = Option<Uuid>)]
+    pub owner_id: Option<Option<Uuid>>,
+    #[garde(skip)]
+    #[serde(default, deserialize_with = "explicit")]
+    #[schema(value_type = Option<String>, format = Date)]
+    pub due_date: Option<Option<chrono::NaiveDate>>,
+    #[garde(inner(inner(length(chars, max = 10000))))]
+    #[serde(default, deserialize_with = "explicit")]
+    #[schema(value_type = Option<String>)]
+    pub notes: Option<Option<String>>,
+}
+
+/// Merge a patch into the current state, checking the rules; field errors are prefixed.
+async fn merged(
+    state: &AppState,
+    ctx: &OrgCtx,
+    current: Option<&ControlRecord>,
+    patch: &ControlPatch,
+    prefix: &str,
+) -> Result<ControlUpdate, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let pick = |p: &Option<Option<String>>, cur: Option<String>| match p {
+        Some(v) => v.clone().filter(|s| !s.trim().is_empty()),
+        None => cur,
+    };
+    let update = ControlUpdate {
+        status: patch
+            .status
+            .unwrap_or(current.map_or(ControlStatus::NotStarted, |c| c.status)),
+        justification: pick(
+            &patch.justification,
+            current.and_then(|c| c.justification.clone()),
+        ),
+        owner_id: match patch.owner_id {
+            Some(v) => v.map(UserId),
+            None => current.and_then(|c| c.owner_id),
+        },
+        due_date: match patch.due_date {
+            Some(v) => v,
+            None => current.and_then(|c| c.due_date),
+        },
+        notes: pick(&patch.notes, current.and_then(|c| c.notes.clone())),
+    };
+    if update.status == ControlStatus::NotApplicable && update.justification.is_none() {
+        errors.push(FieldError {
+            field: format!("{prefix}justification"),
+            reason: "is required when the status is not_applicable".into(),
+        });
+    }
+    if let Some(owner) = update.owner_id
+        && patch.owner_id.is_some()
+    {
+        match memberships::role_of(state.db().primary(), ctx.org_id(), owner).await {
+            Ok(Some(_)) => {}
+            Ok(None) => errors.push(FieldError {
+                field: format!("{prefix}owner_id"),
+                reason: "is not a member of this organisation".into(),
+            }),
+            Err(e) => errors.push(FieldError {
+                field: format!("{prefix}owner_id"),
+                reason: format!("could not be checked: {e}"),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(update)
+    } else {
+        Err(errors)
+    }
+}
+
+fn actor_label(caller: &Caller) -> String {
+    match caller {
+        Caller::User { user_id, .. } => format!("user:{user_id}"),
+        Caller::ApiKey { key_id, .. } => format!("api_key:{key_id}"),
+    }
+}
+
+#[utoipa::path(
+    patch,
+    path = "/api/v1/orgs/{org_id}/controls/{key}",
+    operation_id = "update_control",
+    tag = "compliance",
+    summary = "Set a control's status, owner, due date or notes (needs `controls.write`); not_applicable needs a justification",
+    params(crate::openapi::OrgIdParam, ("key" = String, Path, description = "Control key")),
+    request_body = ControlPatch,
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The updated control"),
+        (status = 404, description = "No such control", body = crate::openapi::ErrorResponse),
+        (status = 422, description = "A field is invalid", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn update_control(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::ControlsWrite>,
+    Path((_, key)): Path<(Uuid, String)>,
+    ValidJson(patch): ValidJson<ControlPatch>,
+) -> Result<Json<Value>, ApiError> {
+    let control = find_control(&key)?;
+    let access = access.access;
+    let current = posture::control_state(state.db().primary(), &access.ctx, &control.key).await?;
+    let update = merged(&state, &access.ctx, current.as_ref(), &patch, "")
+        .await
+        .map_err(invalid)?;
+    let (key, by) = (control.key.clone(), actor_label(&access.caller));
+    let record = state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                let record = posture::set_control(txn, &access.ctx, &key, &update, &by).await?;
+                let mut ev = access.event("control.updated").resource("control", &key);
+                ev.details = json!({ "before": current, "after": record });
+                audit::append(txn, ev).await?;
+                Ok(record)
+            })
+        })
+        .await?;
+    Ok(Json(control_view(control, Some(&record))))
+}
+
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkControlUpdate {
+    #[garde(length(min = 1, max = 200), dive)]
+    pub updates: Vec<BulkItem>,
+}
+
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkItem {
+    #[garde(length(min = 1, max = 64))]
+    pub key: String,
+    #[serde(flatten)]
+    #[garde(dive)]
+    pub patch: ControlPatch,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/controls/bulk",
+    operation_id = "bulk_update_controls",
+    tag = "compliance",
+    summary = "Update up to 200 controls at once, all or nothing (needs `controls.write`)",
+    params(crate::openapi::OrgIdParam),
+    request_body = BulkControlUpdate,
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Every control was updated"),
+        (status = 422, description = "A field is invalid; nothing was changed", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn bulk_update(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::ControlsWrite>,
+    ValidJson(req): ValidJson<BulkControlUpdate>,
+) -> Result<Json<Value>, ApiError> {
+    let access = access.access;
+    let states: HashMap<String, ControlRecord> =
+        posture::control_states(state.db().primary(), &access.ctx)
+            .await?
+            .into_iter()
+            .map(|r| (r.control_key.clone(), r))
+            .collect();
+    let mut errors = Vec::new();
+    let mut planned = Vec::new();
+    for (i, item) in req.updates.iter().enumerate() {
+        let prefix = format!("updates[{i}].");
+        if catalogue::builtin().control(&item.key).is_none() {
+            errors.push(FieldError {
+                field: format!("{prefix}key"),
+                reason: format!("'{}' is not a control", item.key),
+            });
+            continue;
+        }
+        if planned
+            .iter()
+            .any(|(k, _, _): &(String, _, _)| *k == item.key)
+        {
+            errors.push(FieldError {
+                field: format!("{prefix}key"),
+                reason: "appears twice".into(),
+            });
+            continue;
+        }
+        let current = states.get(&item.key).cloned();
+        match merged(&state, &access.ctx, current.as_ref(), &item.patch, &prefix).await {
+            Ok(update) => planned.push((item.key.clone(), current, update)),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(invalid(errors));
+    }
+    let by = actor_label(&access.caller);
+    let updated = state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                let mut out = Vec::with_capacity(planned.len());
+                for (key, before, update) in planned {
+                    let record = posture::set_control(txn, &access.ctx, &key, &update, &by).await?;
+                    let mut ev = access.event("control.updated").resource("control", &key);
+                    ev.details = json!({ "before": before, "after": record, "bulk": true });
+                    audit::append(txn, ev).await?;
+                    out.push(record);
+                }
+                Ok(out)
+            })
+        })
+        .await?;
+    Ok(Json(json!({ "updated": updated.len() })))
+}

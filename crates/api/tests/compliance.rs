@@ -1,0 +1,336 @@
+//! The catalogue and an organisation's posture through HTTP: frameworks, adoption, control
+//! states with their rules, bulk updates that change all or nothing, and the audit trail.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::TestApp;
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = app.with_token(method, path, token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn frameworks_are_listed_with_licence_and_requirements() {
+    let app = TestApp::spawn().await;
+    let s = app.signup("cat@example.com", "Catalogue").await;
+    let (status, list) = call(&app, Method::GET, "/api/v1/frameworks", &s.access, None).await;
+    assert_eq!(status, 200);
+    let keys: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["key"].as_str().unwrap())
+        .collect();
+    for k in [
+        "nist-csf",
+        "iso27001",
+        "cyber-essentials",
+        "uk-gdpr",
+        "soc2",
+    ] {
+        assert!(keys.contains(&k), "{k} missing from {keys:?}");
+    }
+    let (_, csf) = call(
+        &app,
+        Method::GET,
+        "/api/v1/frameworks/nist-csf",
+        &s.access,
+        None,
+    )
+    .await;
+    assert_eq!(csf["assessable_requirements"], 106);
+    assert!(
+        csf["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["licence"].is_object())
+    );
+    let (missing, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/frameworks/nope",
+        &s.access,
+        None,
+    )
+    .await;
+    assert_eq!(missing, 404);
+}
+
+#[tokio::test]
+async fn adopting_and_dropping_frameworks_is_idempotent_and_audited() {
+    let app = TestApp::spawn().await;
+    let s = app.signup("adopt@example.com", "Adopter").await;
+    let base = format!("/api/v1/orgs/{}/frameworks", s.org_id);
+    assert_eq!(
+        call(
+            &app,
+            Method::PUT,
+            &format!("{base}/cyber-essentials"),
+            &s.access,
+            None
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        call(
+            &app,
+            Method::PUT,
+            &format!("{base}/cyber-essentials"),
+            &s.access,
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &app,
+            Method::PUT,
+            &format!("{base}/not-a-framework"),
+            &s.access,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    let (_, adopted) = call(&app, Method::GET, &base, &s.access, None).await;
+    assert_eq!(adopted["items"][0]["key"], "cyber-essentials");
+    assert_eq!(
+        call(
+            &app,
+            Method::DELETE,
+            &format!("{base}/cyber-essentials"),
+            &s.access,
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        call(
+            &app,
+            Method::DELETE,
+            &format!("{base}/cyber-essentials"),
+            &s.access,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    let (_, audit) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/orgs/{}/audit", s.org_id),
+        &s.access,
+        None,
+    )
+    .await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(&actions[..2], ["framework.unadopted", "framework.adopted"]);
+}
+
+#[tokio::test]
+async fn control_states_follow_the_rules_and_paginate() {
+    let app = TestApp::spawn().await;
+    let s = app.signup("ctl@example.com", "Controls").await;
+    let other = app.signup("stranger@example.com", "Elsewhere").await;
+    let base = format!("/api/v1/orgs/{}/controls", s.org_id);
+
+    // N/A without a justification is refused, naming the field; nothing is stored.
+    let (status, err) = call(
+        &app,
+        Method::PATCH,
+        &format!("{base}/IAM-01"),
+        &s.access,
+        Some(json!({ "status": "not_applicable" })),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        err["error"]["details"]["fields"][0]["field"],
+        "justification"
+    );
+    // An owner from another organisation is refused.
+    let (status, err) = call(
+        &app,
+        Method::PATCH,
+        &format!("{base}/IAM-01"),
+        &s.access,
+        Some(json!({ "owner_id": other.user_id })),
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["error"]["details"]["fields"][0]["field"], "owner_id");
+
+    let (status, ctl) = call(
+        &app,
+        Method::PATCH,
+        &format!("{base}/IAM-01"),
+        &s.access,
+        Some(json!({ "status": "implemented", "owner_id": s.user_id, "due_date": "2027-03-31", "notes": "MFA on every account" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{ctl}");
+    assert_eq!(ctl["status"], "implemented");
+    assert_eq!(ctl["due_date"], "2027-03-31");
+    // A partial update keeps the other fields; null clears one.
+    let (_, ctl) = call(
+        &app,
+        Method::PATCH,
+        &format!("{base}/IAM-01"),
+        &s.access,
+        Some(json!({ "notes": null })),
+    )
+    .await;
+    assert_eq!(ctl["status"], "implemented");
+    assert_eq!(ctl["owner_id"], s.user_id.as_str());
+    assert_eq!(ctl["notes"], Value::Null);
+
+    let (_, filtered) = call(
+        &app,
+        Method::GET,
+        &format!("{base}?status=implemented"),
+        &s.access,
+        None,
+    )
+    .await;
+    assert_eq!(filtered["items"].as_array().unwrap().len(), 1);
+    let (_, detail) = call(
+        &app,
+        Method::GET,
+        &format!("{base}/IAM-01"),
+        &s.access,
+        None,
+    )
+    .await;
+    assert!(!detail["requirements"].as_array().unwrap().is_empty());
+
+    // Cursor pagination walks every control exactly once.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("{base}?limit=40&cursor={c}"),
+            None => format!("{base}?limit=40"),
+        };
+        let (status, page) = call(&app, Method::GET, &path, &s.access, None).await;
+        assert_eq!(status, 200);
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["key"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let total = assay_core::catalogue::builtin().controls().len();
+    assert_eq!(seen.len(), total);
+    let mut dedup = seen.clone();
+    dedup.dedup();
+    assert_eq!(dedup.len(), total);
+
+    // The other organisation sees none of this.
+    let (_, theirs) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/orgs/{}/controls/IAM-01", other.org_id),
+        &other.access,
+        None,
+    )
+    .await;
+    assert_eq!(theirs["status"], "not_started");
+}
+
+#[tokio::test]
+async fn bulk_updates_change_all_or_nothing() {
+    let app = TestApp::spawn().await;
+    let s = app.signup("bulk@example.com", "Bulk").await;
+    let base = format!("/api/v1/orgs/{}/controls", s.org_id);
+    let bad = json!({ "updates": [
+        { "key": "IAM-01", "status": "implemented" },
+        { "key": "NO-SUCH", "status": "implemented" },
+        { "key": "IAM-02", "status": "not_applicable" },
+    ]});
+    let (status, err) = call(
+        &app,
+        Method::POST,
+        &format!("{base}/bulk"),
+        &s.access,
+        Some(bad),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let fields: Vec<&str> = err["error"]["details"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["updates[1].key", "updates[2].justification"]);
+    let (_, one) = call(
+        &app,
+        Method::GET,
+        &format!("{base}/IAM-01"),
+        &s.access,
+        None,
+    )
+    .await;
+    assert_eq!(
+        one["status"], "not_started",
+        "a failed bulk update changed something"
+    );
+
+    let good = json!({ "updates": [
+        { "key": "IAM-01", "status": "implemented" },
+        { "key": "IAM-02", "status": "not_applicable", "justification": "No privileged accounts exist" },
+    ]});
+    let (status, done) = call(
+        &app,
+        Method::POST,
+        &format!("{base}/bulk"),
+        &s.access,
+        Some(good),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["updated"], 2);
+    let (_, audit) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/orgs/{}/audit?action=control.updated", s.org_id),
+        &s.access,
+        None,
+    )
+    .await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 2);
+}
