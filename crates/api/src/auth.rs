@@ -280,16 +280,30 @@ impl OrgAccess {
         if self.can(permission) {
             return Ok(());
         }
+        Err(self
+            .deny(
+                state,
+                serde_json::json!({ "permission": permission.as_str() }),
+                format!("this needs the {} permission", permission.as_str()),
+            )
+            .await)
+    }
+
+    /// A 403 for a rule beyond plain permissions (e.g. who may grant which role), audited
+    /// like every denial.
+    pub async fn deny(
+        &self,
+        state: &AppState,
+        details: serde_json::Value,
+        message: String,
+    ) -> ApiError {
         let mut ev = self.event("permission.denied");
         ev.outcome = Outcome::Denied;
-        ev.details = serde_json::json!({ "permission": permission.as_str() });
+        ev.details = details;
         if let Err(e) = assay_store::repo::audit::append(state.db().primary(), ev).await {
             tracing::error!(error = %e, "could not audit a permission denial");
         }
-        Err(ApiError::forbidden(format!(
-            "this needs the {} permission",
-            permission.as_str()
-        )))
+        ApiError::forbidden(message)
     }
 }
 

@@ -721,3 +721,53 @@ async fn two_nodes_share_revocation_and_limits_through_redis() {
     ); // 4
     assert_eq!(a.post_json("/api/v1/auth/login", login).await.status(), 429); // 5: over, counted across nodes
 }
+
+#[tokio::test]
+async fn admins_cannot_grant_ownership_and_the_refusal_is_audited() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("chief@example.com", "Grants").await;
+    let org = format!("/api/v1/orgs/{}", owner.org_id);
+    let invite = |email: &'static str, role: &'static str| {
+        let (app, org, token) = (&app, org.clone(), owner.access.clone());
+        async move {
+            let inv = body(
+                app.with_token(Method::POST, &format!("{org}/invitations"), &token)
+                    .json(&json!({ "email": email, "role": role }))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            body(
+                app.post_json(
+                    "/api/v1/auth/register",
+                    json!({ "email": email, "password": PASSWORD, "name": "N", "invite_token": inv["token"] }),
+                )
+                .await,
+            )
+            .await
+        }
+    };
+    let admin = invite("deputy@example.com", "admin").await;
+    let member = invite("staff@example.com", "member").await;
+    let admin_access = admin["access_token"].as_str().unwrap();
+    let promote = app
+        .with_token(
+            Method::PATCH,
+            &format!("{org}/members/{}", member["user"]["id"].as_str().unwrap()),
+            admin_access,
+        )
+        .json(&json!({ "role": "owner" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_and_code(promote).await, (403, "forbidden".into()));
+    let invite_owner = app
+        .with_token(Method::POST, &format!("{org}/invitations"), admin_access)
+        .json(&json!({ "email": "boss2@example.com", "role": "owner" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invite_owner.status(), 403);
+    assert_eq!(count_events(&app, "permission.denied").await, 2);
+}

@@ -225,12 +225,15 @@ pub async fn change_role(
     let target = UserId(user_id);
     let current = member_role(&state, &access.ctx, target).await?;
     if !access.ctx.role().can_change_role(current, req.role) {
-        return Err(ApiError::forbidden(format!(
+        let message = format!(
             "a {} cannot change a {} into a {}",
             access.ctx.role(),
             current,
             req.role
-        )));
+        );
+        let details =
+            json!({ "rule": "grant_role", "target": target, "from": current, "to": req.role });
+        return Err(access.deny(&state, details, message).await);
     }
     let ctx = access.ctx;
     state
@@ -276,11 +279,9 @@ pub async fn remove_member(
     let target = UserId(user_id);
     let current = member_role(&state, &access.ctx, target).await?;
     if !access.ctx.role().can_manage_member(current) {
-        return Err(ApiError::forbidden(format!(
-            "a {} cannot remove a {}",
-            access.ctx.role(),
-            current
-        )));
+        let message = format!("a {} cannot remove a {}", access.ctx.role(), current);
+        let details = json!({ "rule": "remove_member", "target": target, "role": current });
+        return Err(access.deny(&state, details, message).await);
     }
     let ctx = access.ctx;
     state
@@ -336,11 +337,9 @@ pub async fn invite(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let access = access.access;
     if !access.ctx.role().can_grant(req.role) {
-        return Err(ApiError::forbidden(format!(
-            "a {} cannot invite a {}",
-            access.ctx.role(),
-            req.role
-        )));
+        let message = format!("a {} cannot invite a {}", access.ctx.role(), req.role);
+        let details = json!({ "rule": "grant_role", "to": req.role });
+        return Err(access.deny(&state, details, message).await);
     }
     let token = NewInvitationToken::generate();
     let expires = chrono::Utc::now()
