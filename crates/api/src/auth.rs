@@ -412,6 +412,7 @@ pub mod perm {
         FrameworksRead,
         FrameworksAdopt,
         ControlsRead,
-        ControlsWrite
+        ControlsWrite,
+        ReportsExport
     );
 }

@@ -306,6 +306,10 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
             post(routes::compliance::bulk_update),
         )
         .route(
+            "/api/v1/orgs/{org_id}/controls/export",
+            get(routes::export::controls),
+        )
+        .route(
             "/api/v1/orgs/{org_id}/controls/{key}",
             get(routes::compliance::get_control).patch(routes::compliance::update_control),
         )

@@ -62,6 +62,7 @@ use uuid::Uuid;
         crate::routes::compliance::get_control,
         crate::routes::compliance::update_control,
         crate::routes::compliance::bulk_update,
+        crate::routes::export::controls,
     ),
     components(schemas(ErrorResponse, ErrorBody, FieldError)),
     modifiers(&SecuritySchemes, &CommonErrors),

@@ -129,6 +129,10 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Access> {
             ("POST", "/api/v1/orgs/{org_id}/controls/bulk"),
             Org(P::ControlsWrite),
         ),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/controls/export"),
+            Org(P::ReportsExport),
+        ),
     ])
 }
 

@@ -334,3 +334,71 @@ async fn bulk_updates_change_all_or_nothing() {
     .await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn posture_exports_as_csv_and_xlsx() {
+    let app = TestApp::spawn().await;
+    let s = app.signup("export@example.com", "Exporter").await;
+    let base = format!("/api/v1/orgs/{}/controls", s.org_id);
+    call(
+        &app,
+        Method::PATCH,
+        &format!("{base}/IAM-01"),
+        &s.access,
+        Some(json!({ "status": "implemented", "notes": "MFA, \"everywhere\"" })),
+    )
+    .await;
+
+    let csv = app
+        .with_token(Method::GET, &format!("{base}/export"), &s.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), 200);
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = csv.text().await.unwrap();
+    let mut lines = text.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("control,title,domain,status")
+    );
+    let iam = text.lines().find(|l| l.starts_with("IAM-01,")).unwrap();
+    assert!(
+        iam.contains(",implemented,") && iam.contains("\"MFA, \"\"everywhere\"\"\""),
+        "{iam}"
+    );
+    assert_eq!(
+        text.lines().count(),
+        assay_core::catalogue::builtin().controls().len() + 1
+    );
+
+    let xlsx = app
+        .with_token(
+            Method::GET,
+            &format!("{base}/export?format=xlsx"),
+            &s.access,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(xlsx.status(), 200);
+    let bytes = xlsx.bytes().await.unwrap();
+    assert_eq!(&bytes[..2], b"PK", "an XLSX file is a zip archive");
+
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        &format!("{base}/export?format=pdf"),
+        &s.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 422);
+}

@@ -4,5 +4,6 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod compliance;
+pub mod export;
 pub mod health;
 pub mod orgs;
