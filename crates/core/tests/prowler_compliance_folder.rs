@@ -5,7 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use assay_core::catalogue::{Format, ImportOptions, import_document};
+use assay_core::catalogue::{
+    Format, ImportOptions, framework_to_oscal_json, import_document, parse_oscal_catalog,
+};
+use chrono::{TimeZone, Utc};
 use serde_json::Value;
 
 fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -58,6 +61,16 @@ fn every_prowler_compliance_file_imports_with_matching_counts() {
                 println!(
                     "ok {name}: {found} requirements (file lists {expected}), {groups} groups, {mapped} check links"
                 );
+                // Real text (long, multi-line) also survives an OSCAL round trip.
+                let when = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+                let oscal = framework_to_oscal_json(&imported.framework, when);
+                match parse_oscal_catalog(&oscal, &ImportOptions::named("export.json")) {
+                    Ok(back) if back == imported.framework => {}
+                    Ok(_) => failures.push(format!("{name}: changed in the OSCAL round trip")),
+                    Err(e) => {
+                        failures.push(format!("{name}: OSCAL export does not re-import: {e}"))
+                    }
+                }
                 if found != expected {
                     failures.push(format!(
                         "{name}: {found} requirements imported, file lists {expected}"
