@@ -3,10 +3,13 @@
 //! here is unit-testable and shared by the API, the workers and the CLI.
 
 pub mod access;
+pub mod assessment;
 pub mod catalogue;
 pub mod control;
 pub mod ids;
 pub mod password;
+pub mod profile;
+pub mod readiness;
 pub mod tenancy;
 
 pub use access::Role;
