@@ -110,25 +110,25 @@ pub async fn drop_postgres_database(admin_url: &str, name: &str) {
     }
 }
 
+/// [`drop_postgres_database`] from synchronous code such as `Drop`, which runs inside a
+/// test's runtime and cannot block on it: a short-lived thread with its own runtime does the
+/// network round trip.
+pub fn drop_postgres_database_blocking(admin_url: &str, name: &str) {
+    let (admin_url, name) = (admin_url.to_owned(), name.to_owned());
+    let _ = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(drop_postgres_database(&admin_url, &name));
+    })
+    .join();
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Cleanup::Postgres { admin_url, name } = &self.cleanup {
-            let (admin_url, name) = (admin_url.clone(), name.clone());
-            // Drop runs inside the test's runtime, which cannot be blocked on; a short-lived
-            // thread with its own runtime does the network round trip.
-            let _ = std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime")
-                    .block_on(drop_postgres_database(&admin_url, &name));
-            })
-            .join();
+            drop_postgres_database_blocking(admin_url, name);
         }
     }
-}
-
-/// The URL of a test database with its password, for tests that configure an app with it.
-pub fn expose_for_tests(url: &DatabaseUrl) -> String {
-    url.expose()
 }

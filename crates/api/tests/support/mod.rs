@@ -7,7 +7,9 @@
 use assay_api::state::AppState;
 use assay_api::{App, MigrationPolicy};
 use assay_config::Config;
-use assay_store::testing::{create_postgres_database, drop_postgres_database, service_url};
+use assay_store::testing::{
+    create_postgres_database, drop_postgres_database_blocking, service_url,
+};
 use axum::Router;
 use std::net::SocketAddr;
 use tokio::sync::oneshot;
@@ -216,15 +218,7 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.begin_shutdown();
         if let Cleanup::Postgres { admin_url, name } = &self.cleanup {
-            let (admin_url, name) = (admin_url.clone(), name.clone());
-            let _ = std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime")
-                    .block_on(drop_postgres_database(&admin_url, &name));
-            })
-            .join();
+            drop_postgres_database_blocking(admin_url, name);
         }
     }
 }
