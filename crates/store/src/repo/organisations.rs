@@ -86,25 +86,21 @@ pub async fn rename(
 }
 
 /// Organisations `user` belongs to, with the role held in each, oldest membership first.
+/// One query (memberships joined to organisations): `/me` and the auth layer call it often.
 pub async fn list_for_user(
     conn: &impl ConnectionTrait,
     user: UserId,
 ) -> Result<Vec<(Organisation, Role)>, StoreError> {
-    let memberships = membership::Entity::find()
+    membership::Entity::find()
         .filter(membership::Column::UserId.eq(user.0))
         .order_by_asc(membership::Column::CreatedAt)
         .limit(1000)
+        .find_also_related(organisation::Entity)
         .all(conn)
-        .await?;
-    let ids: Vec<_> = memberships.iter().map(|m| m.org_id).collect();
-    let orgs = organisation::Entity::find()
-        .filter(organisation::Column::Id.is_in(ids))
-        .all(conn)
-        .await?;
-    memberships
+        .await?
         .into_iter()
-        .filter_map(|m| {
-            let org = orgs.iter().find(|o| o.id == m.org_id)?.clone();
+        .filter_map(|(m, org)| {
+            let org = org?;
             Some(super::memberships::parse_role(&m.role).map(|role| (org.into(), role)))
         })
         .collect()
