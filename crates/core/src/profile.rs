@@ -63,17 +63,21 @@ pub enum Industry {
 
 /// Annual revenue in pounds sterling, banded so nobody has to disclose a figure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum RevenueBand {
     /// Under £1m.
+    #[serde(rename = "under_1m")]
     Under1m,
     /// £1m to under £10m.
+    #[serde(rename = "1m_to_10m")]
     From1mTo10m,
     /// £10m to under £50m.
+    #[serde(rename = "10m_to_50m")]
     From10mTo50m,
     /// £50m to under £250m.
+    #[serde(rename = "50m_to_250m")]
     From50mTo250m,
     /// £250m and above.
+    #[serde(rename = "over_250m")]
     Over250m,
 }
 
@@ -610,7 +614,7 @@ mod tests {
         assert_eq!(p.check(), Ok(()));
         let json = serde_json::to_string(&p).unwrap();
         assert!(json.contains("\"industry\":\"other\""));
-        assert!(json.contains("\"revenue_band\":\"under1m\""));
+        assert!(json.contains("\"revenue_band\":\"under_1m\""));
         assert_eq!(serde_json::from_str::<BusinessProfile>(&json).unwrap(), p);
     }
 
