@@ -132,3 +132,8 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// The URL of a test database with its password, for tests that configure an app with it.
+pub fn expose_for_tests(url: &DatabaseUrl) -> String {
+    url.expose()
+}
