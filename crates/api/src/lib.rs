@@ -310,6 +310,18 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
             get(routes::export::controls),
         )
         .route(
+            "/api/v1/orgs/{org_id}/profile",
+            get(routes::posture::get_profile).put(routes::posture::put_profile),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/framework-recommendations",
+            get(routes::posture::recommendations),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/readiness",
+            get(routes::posture::readiness),
+        )
+        .route(
             "/api/v1/orgs/{org_id}/controls/{key}",
             get(routes::compliance::get_control).patch(routes::compliance::update_control),
         )

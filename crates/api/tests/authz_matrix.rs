@@ -133,6 +133,16 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Access> {
             ("GET", "/api/v1/orgs/{org_id}/controls/export"),
             Org(P::ReportsExport),
         ),
+        (("GET", "/api/v1/orgs/{org_id}/profile"), Org(P::OrgRead)),
+        (("PUT", "/api/v1/orgs/{org_id}/profile"), Org(P::OrgUpdate)),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/framework-recommendations"),
+            Org(P::OrgRead),
+        ),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/readiness"),
+            Org(P::FrameworksRead),
+        ),
     ])
 }
 
@@ -370,6 +380,23 @@ impl Fixture {
             ("GET", "/api/v1/orgs/{org_id}/controls/{key}") => {
                 (org_path.replace("{key}", "IAM-01"), token, None)
             }
+            ("PUT", "/api/v1/orgs/{org_id}/profile") => (org_path, token, Some(sample_profile())),
+            (
+                "GET",
+                "/api/v1/orgs/{org_id}/profile" | "/api/v1/orgs/{org_id}/framework-recommendations",
+            ) => {
+                // A profile must exist for these to answer 200.
+                let (status, body) = send(
+                    &self.app,
+                    Method::PUT,
+                    &format!("/api/v1/orgs/{}/profile", org.id),
+                    Some(&org.owner.access),
+                    Some(sample_profile()),
+                )
+                .await;
+                assert_eq!(status, 200, "{body}");
+                (org_path, token, None)
+            }
             ("PUT", "/api/v1/orgs/{org_id}/frameworks/{key}") => {
                 (org_path.replace("{key}", "uk-gdpr"), token, None)
             }
@@ -495,6 +522,14 @@ impl Org {
         .await;
         org
     }
+}
+
+fn sample_profile() -> Value {
+    json!({
+        "industry": "technology", "employee_count": 40, "revenue_band": "1m_to_10m", "country": "GB",
+        "data_sensitivity": "medium", "handles_personal_data": true, "handles_payment_data": false,
+        "handles_health_data": false, "critical_infrastructure": false, "international_operations": true
+    })
 }
 
 async fn register(app: &TestApp, body: Value) -> Person {

@@ -402,3 +402,184 @@ async fn posture_exports_as_csv_and_xlsx() {
     .await;
     assert_eq!(status, 422);
 }
+
+fn profile() -> Value {
+    json!({
+        "industry": "technology", "employee_count": 40, "revenue_band": "1m_to_10m", "country": "GB",
+        "data_sensitivity": "medium", "handles_personal_data": true, "handles_payment_data": false,
+        "handles_health_data": false, "critical_infrastructure": false, "international_operations": true,
+        "cloud_providers": ["aws"], "planned_frameworks": ["iso27001"]
+    })
+}
+
+#[tokio::test]
+async fn business_profile_drives_explained_recommendations() {
+    let app = TestApp::spawn().await;
+    let s = app.signup("profile@example.com", "Profiled").await;
+    let base = format!("/api/v1/orgs/{}", s.org_id);
+    assert_eq!(
+        call(
+            &app,
+            Method::GET,
+            &format!("{base}/profile"),
+            &s.access,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            &app,
+            Method::GET,
+            &format!("{base}/framework-recommendations"),
+            &s.access,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+
+    let mut bad = profile();
+    bad["country"] = json!("UK");
+    bad["employee_count"] = json!(-3);
+    let (status, err) = call(
+        &app,
+        Method::PUT,
+        &format!("{base}/profile"),
+        &s.access,
+        Some(bad),
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    let mut bad = profile();
+    bad["country"] = json!("UK");
+    let (status, err) = call(
+        &app,
+        Method::PUT,
+        &format!("{base}/profile"),
+        &s.access,
+        Some(bad),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(err["error"]["details"]["fields"][0]["field"], "country");
+
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        &format!("{base}/profile"),
+        &s.access,
+        Some(profile()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, stored) = call(
+        &app,
+        Method::GET,
+        &format!("{base}/profile"),
+        &s.access,
+        None,
+    )
+    .await;
+    assert_eq!(stored["profile"]["country"], "GB");
+
+    let (status, recs) = call(
+        &app,
+        Method::GET,
+        &format!("{base}/framework-recommendations"),
+        &s.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let items = recs["items"].as_array().unwrap();
+    assert_eq!(
+        items.len(),
+        assay_core::catalogue::builtin().frameworks().len()
+    );
+    let gdpr = items.iter().find(|r| r["framework"] == "uk-gdpr").unwrap();
+    assert_eq!(gdpr["priority"], "required_by_law", "{gdpr}");
+    assert!(
+        items
+            .iter()
+            .all(|r| !r["reasons"].as_array().unwrap().is_empty() || r["score"] == 0)
+    );
+}
+
+#[tokio::test]
+async fn readiness_is_computed_from_control_states() {
+    let app = TestApp::spawn().await;
+    let s = app.signup("ready@example.com", "Readiness").await;
+    let base = format!("/api/v1/orgs/{}", s.org_id);
+    call(
+        &app,
+        Method::PUT,
+        &format!("{base}/frameworks/cyber-essentials"),
+        &s.access,
+        None,
+    )
+    .await;
+    let (status, before) = call(
+        &app,
+        Method::GET,
+        &format!("{base}/readiness"),
+        &s.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{before}");
+    let ce = &before["frameworks"][0];
+    assert_eq!(ce["score"], 0);
+    let action = ce["top_actions"][0]["control"].as_str().unwrap().to_owned();
+
+    // Implementing the top action raises the score; nothing is constant.
+    call(
+        &app,
+        Method::PATCH,
+        &format!("{base}/controls/{action}"),
+        &s.access,
+        Some(json!({ "status": "implemented" })),
+    )
+    .await;
+    let (_, after) = call(
+        &app,
+        Method::GET,
+        &format!("{base}/readiness"),
+        &s.access,
+        None,
+    )
+    .await;
+    let raised = after["frameworks"][0]["percent"].as_f64().unwrap();
+    assert!(raised > 0.0, "{after}");
+
+    // Everything implemented scores 100.
+    let keys: Vec<Value> = assay_core::catalogue::builtin()
+        .controls()
+        .iter()
+        .map(|c| json!({ "key": c.key, "status": "implemented" }))
+        .collect();
+    for chunk in keys.chunks(100) {
+        let (status, _) = call(
+            &app,
+            Method::POST,
+            &format!("{base}/controls/bulk"),
+            &s.access,
+            Some(json!({ "updates": chunk })),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let (_, full) = call(
+        &app,
+        Method::GET,
+        &format!("{base}/readiness"),
+        &s.access,
+        None,
+    )
+    .await;
+    assert_eq!(full["frameworks"][0]["score"], 100);
+    assert_eq!(full["overall"]["score"], 100);
+}

@@ -91,6 +91,7 @@ pub enum DataSensitivity {
 
 /// What an organisation tells us about itself so frameworks can be recommended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BusinessProfile {
     pub industry: Industry,
     pub employee_count: u32,

@@ -7,3 +7,4 @@ pub mod compliance;
 pub mod export;
 pub mod health;
 pub mod orgs;
+pub mod posture;
