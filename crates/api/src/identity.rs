@@ -11,10 +11,12 @@ use assay_infra::rate_limit::{RateLimiter, RateLimiterConfig};
 use assay_infra::redis_conn::RedisConn;
 use assay_infra::revocation::{RevocationConfig, RevocationStore};
 use assay_store::Db;
+use assay_store::repo::organisations::{self, Organisation};
 use assay_store::repo::{memberships, users};
 use moka::future::Cache;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a membership or account state may be served from memory. A role change or a
@@ -32,6 +34,9 @@ pub struct Identity {
     pub invitation_ttl: Duration,
     roles: Cache<(OrgId, UserId), Option<Role>>,
     active: Cache<UserId, bool>,
+    /// A person's rendered profile and memberships (`/me`), same lifetime and invalidation
+    /// as the membership cache.
+    profiles: Cache<UserId, Arc<serde_json::Value>>,
 }
 
 /// Why the identity service could not be built.
@@ -122,6 +127,10 @@ impl Identity {
                 .max_capacity(100_000)
                 .time_to_live(MEMBERSHIP_CACHE_TTL)
                 .build(),
+            profiles: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(MEMBERSHIP_CACHE_TTL)
+                .build(),
             active: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(MEMBERSHIP_CACHE_TTL)
@@ -162,13 +171,33 @@ impl Identity {
         Ok(active)
     }
 
+    /// The person's profile and memberships rendered by `render`, from the store at most
+    /// once per cache lifetime.
+    pub async fn profile_of(
+        &self,
+        db: &Db,
+        user: UserId,
+        render: impl FnOnce(users::User, Vec<(Organisation, Role)>) -> serde_json::Value,
+    ) -> Result<Arc<serde_json::Value>, assay_store::StoreError> {
+        if let Some(hit) = self.profiles.get(&user).await {
+            return Ok(hit);
+        }
+        let person = users::get(db.primary(), user).await?;
+        let orgs = organisations::list_for_user(db.primary(), user).await?;
+        let rendered = Arc::new(render(person, orgs));
+        self.profiles.insert(user, rendered.clone()).await;
+        Ok(rendered)
+    }
+
     /// Forget a cached membership after it changed here.
     pub async fn membership_changed(&self, org: OrgId, user: UserId) {
         self.roles.invalidate(&(org, user)).await;
+        self.profiles.invalidate(&user).await;
     }
 
     /// Forget a cached account state after it changed here.
     pub async fn user_changed(&self, user: UserId) {
         self.active.invalidate(&user).await;
+        self.profiles.invalidate(&user).await;
     }
 }

@@ -542,21 +542,20 @@ struct MembershipView {
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     match caller {
         Caller::User { user_id, .. } => {
-            let db = state.db();
-            let user = users::get(db.primary(), user_id).await?;
-            let memberships: Vec<MembershipView> =
-                organisations::list_for_user(db.primary(), user_id)
-                    .await?
-                    .into_iter()
-                    .map(|(org, role)| MembershipView {
-                        org,
-                        role,
-                        permissions: role.permissions(),
-                    })
-                    .collect();
-            Ok(Json(
-                json!({ "kind": "user", "user": user, "memberships": memberships }),
-            ))
+            let body = state
+                .identity()
+                .profile_of(state.db(), user_id, |user, orgs| {
+                    let memberships: Vec<MembershipView> = orgs
+                        .into_iter()
+                        .map(|(org, role)| MembershipView {
+                            org,
+                            role,
+                            permissions: role.permissions(),
+                        })
+                        .collect();
+                    json!({ "kind": "user", "user": user, "memberships": memberships })
+                });
+            Ok(Json(body.await?.as_ref().clone()))
         }
         Caller::ApiKey {
             key_id,

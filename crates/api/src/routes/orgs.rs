@@ -99,6 +99,7 @@ pub async fn create(
             })
         })
         .await?;
+    state.identity().membership_changed(org.id, user).await;
     Ok((StatusCode::CREATED, Json(org)))
 }
 
