@@ -16,7 +16,6 @@ use assay_store::repo::{memberships, users};
 use moka::future::Cache;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a membership or account state may be served from memory. A role change or a
@@ -36,7 +35,7 @@ pub struct Identity {
     active: Cache<UserId, bool>,
     /// A person's rendered profile and memberships (`/me`), same lifetime and invalidation
     /// as the membership cache.
-    profiles: Cache<UserId, Arc<serde_json::Value>>,
+    profiles: Cache<UserId, axum::body::Bytes>,
 }
 
 /// Why the identity service could not be built.
@@ -178,13 +177,14 @@ impl Identity {
         db: &Db,
         user: UserId,
         render: impl FnOnce(users::User, Vec<(Organisation, Role)>) -> serde_json::Value,
-    ) -> Result<Arc<serde_json::Value>, assay_store::StoreError> {
+    ) -> Result<axum::body::Bytes, assay_store::StoreError> {
         if let Some(hit) = self.profiles.get(&user).await {
             return Ok(hit);
         }
         let person = users::get(db.primary(), user).await?;
         let orgs = organisations::list_for_user(db.primary(), user).await?;
-        let rendered = Arc::new(render(person, orgs));
+        // Kept serialised: a hit is then a reference-counted copy, not a JSON encode.
+        let rendered = axum::body::Bytes::from(render(person, orgs).to_string());
         self.profiles.insert(user, rendered.clone()).await;
         Ok(rendered)
     }

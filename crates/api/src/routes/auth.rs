@@ -16,6 +16,7 @@ use assay_store::repo::{invitations, login_failures, memberships, organisations,
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use garde::Validate;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -539,7 +540,10 @@ struct MembershipView {
         (status = 200, description = "The caller", body = crate::openapi::Me),
     )
 )]
-pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn me(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::response::Response, ApiError> {
     match caller {
         Caller::User { user_id, .. } => {
             let body = state
@@ -555,7 +559,8 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Va
                         .collect();
                     json!({ "kind": "user", "user": user, "memberships": memberships })
                 });
-            Ok(Json(body.await?.as_ref().clone()))
+            let bytes = body.await?;
+            Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response())
         }
         Caller::ApiKey {
             key_id,
@@ -564,6 +569,7 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Va
         } => Ok(Json(json!({
             "kind": "api_key",
             "api_key": { "id": key_id, "org_id": org_id, "scopes": scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>() }
-        }))),
+        }))
+        .into_response()),
     }
 }
