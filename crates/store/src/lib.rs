@@ -18,5 +18,7 @@ pub mod url;
 
 pub use db::{Db, PoolStatus};
 pub use error::StoreError;
+/// Repositories take any of these: the pool, or a transaction from [`Db::write`].
+pub use sea_orm::{ConnectionTrait, DatabaseTransaction};
 pub use settings::DbSettings;
 pub use url::{Backend, DatabaseUrl, UrlError};

@@ -12,7 +12,7 @@ use assay_auth::{LoginBackoff, NewRefreshToken, invitation_token_hash, refresh_t
 use assay_core::{OrgId, Role, UserId, password};
 use assay_store::repo::audit::{self, Actor, Outcome};
 use assay_store::repo::sessions::{self, Rotation, TokenRow};
-use assay_store::repo::{invitations, login_failures, memberships, organisations, users};
+use assay_store::repo::{invitations, login_failures, organisations, users};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -212,18 +212,7 @@ pub async fn register(
                 let org = match invitation {
                     Some(inv) => {
                         let ctx =
-                            assay_core::OrgCtx::for_verified_member(inv.org_id, user.id, inv.role);
-                        memberships::add(txn, &ctx, user.id, inv.role).await?;
-                        if !invitations::mark_accepted(txn, inv.id, user.id).await? {
-                            return Err(assay_store::StoreError::Invariant(
-                                "the invitation was used or revoked meanwhile",
-                            ));
-                        }
-                        let mut ev = facts
-                            .event(Some(inv.org_id), Actor::User(user.id), "member.joined")
-                            .resource("user", user.id);
-                        ev.details = json!({ "role": inv.role, "invitation_id": inv.id });
-                        audit::append(txn, ev).await?;
+                            super::orgs::join_by_invitation(txn, &inv, user.id, &facts).await?;
                         organisations::get(txn, &ctx).await?
                     }
                     None => {

@@ -431,6 +431,29 @@ pub async fn revoke_invitation(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Make `user` a member as `inv` says and use the invitation up, with the audit event, in
+/// the caller's transaction (accepting as an existing user, or registering with it).
+pub(crate) async fn join_by_invitation(
+    txn: &impl assay_store::ConnectionTrait,
+    inv: &invitations::Invitation,
+    user: UserId,
+    facts: &crate::auth::ClientFacts,
+) -> Result<OrgCtx, assay_store::StoreError> {
+    let ctx = OrgCtx::for_verified_member(inv.org_id, user, inv.role);
+    memberships::add(txn, &ctx, user, inv.role).await?;
+    if !invitations::mark_accepted(txn, inv.id, user).await? {
+        return Err(assay_store::StoreError::Invariant(
+            "the invitation was used or revoked meanwhile",
+        ));
+    }
+    let mut ev = facts
+        .event(Some(inv.org_id), Actor::User(user), "member.joined")
+        .resource("user", user);
+    ev.details = json!({ "role": inv.role, "invitation_id": inv.id });
+    audit::append(txn, ev).await?;
+    Ok(ctx)
+}
+
 /// An existing user accepts an invitation sent to their e-mail address.
 #[utoipa::path(
     post,
@@ -468,27 +491,16 @@ pub async fn accept_invitation(
             "this invitation was sent to another e-mail address",
         ));
     }
-    let org_id = inv.org_id;
+    let (org_id, role) = (inv.org_id, inv.role);
     state
         .db()
         .write(move |txn| {
             Box::pin(async move {
-                let ctx = OrgCtx::for_verified_member(inv.org_id, user_id, inv.role);
-                memberships::add(txn, &ctx, user_id, inv.role).await?;
-                if !invitations::mark_accepted(txn, inv.id, user_id).await? {
-                    return Err(assay_store::StoreError::Invariant(
-                        "the invitation was used or revoked meanwhile",
-                    ));
-                }
-                let mut ev = facts
-                    .event(Some(inv.org_id), Actor::User(user_id), "member.joined")
-                    .resource("user", user_id);
-                ev.details = json!({ "role": inv.role, "invitation_id": inv.id });
-                audit::append(txn, ev).await?;
+                join_by_invitation(txn, &inv, user_id, &facts).await?;
                 Ok(())
             })
         })
         .await?;
     state.identity().membership_changed(org_id, user_id).await;
-    Ok(Json(json!({ "org_id": org_id, "role": inv.role })))
+    Ok(Json(json!({ "org_id": org_id, "role": role })))
 }
