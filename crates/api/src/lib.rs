@@ -290,6 +290,10 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
             get(routes::compliance::get_framework),
         )
         .route(
+            "/api/v1/frameworks/{key}/export",
+            get(routes::export::framework),
+        )
+        .route(
             "/api/v1/orgs/{org_id}/frameworks",
             get(routes::compliance::list_adopted),
         )

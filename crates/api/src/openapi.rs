@@ -63,6 +63,7 @@ use uuid::Uuid;
         crate::routes::compliance::update_control,
         crate::routes::compliance::bulk_update,
         crate::routes::export::controls,
+        crate::routes::export::framework,
         crate::routes::posture::get_profile,
         crate::routes::posture::put_profile,
         crate::routes::posture::recommendations,

@@ -143,6 +143,7 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Access> {
             ("GET", "/api/v1/orgs/{org_id}/readiness"),
             Org(P::FrameworksRead),
         ),
+        (("GET", "/api/v1/frameworks/{key}/export"), SignedIn),
     ])
 }
 
@@ -373,6 +374,9 @@ impl Fixture {
             }
             ("GET", "/api/v1/me" | "/api/v1/orgs" | "/api/v1/frameworks") => {
                 (template.into(), token, None)
+            }
+            ("GET", "/api/v1/frameworks/{key}/export") => {
+                (template.replace("{key}", "cyber-essentials"), token, None)
             }
             ("GET", "/api/v1/frameworks/{key}") => {
                 (template.replace("{key}", "cyber-essentials"), token, None)

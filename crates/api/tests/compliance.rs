@@ -583,3 +583,44 @@ async fn readiness_is_computed_from_control_states() {
     assert_eq!(full["frameworks"][0]["score"], 100);
     assert_eq!(full["overall"]["score"], 100);
 }
+
+#[tokio::test]
+async fn frameworks_export_as_oscal_and_yaml_that_read_back() {
+    let app = TestApp::spawn().await;
+    let s = app.signup("oscal@example.com", "Exports").await;
+    let oscal = app
+        .with_token(Method::GET, "/api/v1/frameworks/nist-csf/export", &s.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oscal.status(), 200);
+    let text = oscal.text().await.unwrap();
+    let back = assay_core::catalogue::parse_oscal_catalog(
+        &text,
+        &assay_core::catalogue::ImportOptions::named("nist-csf.oscal.json"),
+    )
+    .unwrap();
+    assert_eq!(back.assessable().count(), 106);
+    let yaml = app
+        .with_token(
+            Method::GET,
+            "/api/v1/frameworks/uk-gdpr/export?format=yaml",
+            &s.access,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(yaml.status(), 200);
+    let fw = assay_core::catalogue::parse_framework("uk-gdpr.yaml", &yaml.text().await.unwrap())
+        .unwrap();
+    assert_eq!(fw.key, "uk-gdpr");
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/frameworks/uk-gdpr/export?format=docx",
+        &s.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 422);
+}

@@ -150,3 +150,63 @@ pub async fn controls(
     )
         .into_response())
 }
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct FrameworkExportQuery {
+    /// `oscal` (OSCAL 1.1.2 catalog JSON, the default) or `yaml` (Assay's pack format).
+    pub format: Option<String>,
+}
+
+/// When the built-in packs last changed: the build's own version date is not known, so
+/// the export is stamped with a fixed date and stays byte-for-byte reproducible.
+const BUILTIN_PACKS_DATE: &str = "2026-11-27T00:00:00Z";
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/frameworks/{key}/export",
+    operation_id = "export_framework",
+    tag = "compliance",
+    summary = "A framework as an OSCAL catalog (JSON) or as an Assay YAML pack",
+    params(("key" = String, Path, description = "Framework key"), FrameworkExportQuery),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The framework document", content_type = "application/json"),
+        (status = 404, description = "No such framework", body = crate::openapi::ErrorResponse),
+        (status = 422, description = "Unknown format", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn framework(
+    _caller: crate::auth::Caller,
+    axum::extract::Path(key): axum::extract::Path<String>,
+    Query(q): Query<FrameworkExportQuery>,
+) -> Result<Response, ApiError> {
+    let fw = catalogue::builtin()
+        .framework(&key)
+        .ok_or_else(|| ApiError::not_found("framework"))?;
+    let (body, content_type, ext) = match q.format.as_deref().unwrap_or("oscal") {
+        "oscal" => {
+            let stamp = chrono::DateTime::parse_from_rfc3339(BUILTIN_PACKS_DATE)
+                .map_err(ApiError::internal)?
+                .to_utc();
+            (
+                catalogue::framework_to_oscal_json(fw, stamp),
+                "application/json",
+                "oscal.json",
+            )
+        }
+        "yaml" => (catalogue::framework_to_yaml(fw), "application/yaml", "yaml"),
+        _ => return Err(invalid_field("format", "must be oscal or yaml")),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}.{ext}\"", fw.key),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
