@@ -206,6 +206,30 @@ pub async fn unadopt(
     }
 }
 
+/// The control library in key order (the order pages and exports use), sorted once.
+pub(crate) fn controls_by_key() -> &'static [&'static CommonControl] {
+    static SORTED: std::sync::LazyLock<Vec<&'static CommonControl>> =
+        std::sync::LazyLock::new(|| {
+            let mut controls: Vec<&CommonControl> =
+                catalogue::builtin().controls().iter().collect();
+            controls.sort_by(|a, b| a.key.cmp(&b.key));
+            controls
+        });
+    &SORTED
+}
+
+/// The organisation's stored control states by control key (untouched controls have none).
+pub(crate) async fn states_by_key(
+    state: &AppState,
+    ctx: &OrgCtx,
+) -> Result<HashMap<String, ControlRecord>, ApiError> {
+    Ok(posture::control_states(state.db().primary(), ctx)
+        .await?
+        .into_iter()
+        .map(|r| (r.control_key.clone(), r))
+        .collect())
+}
+
 /// A control of the library joined with the organisation's state of it.
 fn control_view(c: &CommonControl, state: Option<&ControlRecord>) -> Value {
     json!({
@@ -264,16 +288,9 @@ pub async fn list_controls(
         find_framework(fw)
             .map_err(|_| invalid_field("framework", "is not a known framework key"))?;
     }
-    let states: HashMap<String, ControlRecord> =
-        posture::control_states(state.db().primary(), &access.ctx)
-            .await?
-            .into_iter()
-            .map(|r| (r.control_key.clone(), r))
-            .collect();
-    let mut controls: Vec<&CommonControl> = catalogue::builtin().controls().iter().collect();
-    controls.sort_by(|a, b| a.key.cmp(&b.key));
-    let page: Vec<Value> = controls
-        .into_iter()
+    let states = states_by_key(&state, &access.ctx).await?;
+    let page: Vec<Value> = controls_by_key()
+        .iter()
         .filter(|c| q.cursor.as_deref().is_none_or(|cur| c.key.as_str() > cur))
         .filter(|c| {
             q.framework
@@ -520,12 +537,7 @@ pub async fn bulk_update(
     ValidJson(req): ValidJson<BulkControlUpdate>,
 ) -> Result<Json<Value>, ApiError> {
     let access = access.access;
-    let states: HashMap<String, ControlRecord> =
-        posture::control_states(state.db().primary(), &access.ctx)
-            .await?
-            .into_iter()
-            .map(|r| (r.control_key.clone(), r))
-            .collect();
+    let states = states_by_key(&state, &access.ctx).await?;
     let mut errors = Vec::new();
     let mut planned = Vec::new();
     for (i, item) in req.updates.iter().enumerate() {

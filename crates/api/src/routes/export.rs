@@ -8,7 +8,7 @@ use crate::state::AppState;
 use assay_core::ControlStatus;
 use assay_core::catalogue;
 use assay_store::repo::audit;
-use assay_store::repo::posture::{self, ControlRecord};
+use assay_store::repo::posture::ControlRecord;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -37,10 +37,8 @@ const HEADER: [&str; 10] = [
 
 /// One row per control of the library, in key order.
 fn rows(states: &HashMap<String, ControlRecord>) -> Vec<[String; 10]> {
-    let mut controls: Vec<_> = catalogue::builtin().controls().iter().collect();
-    controls.sort_by(|a, b| a.key.cmp(&b.key));
-    controls
-        .into_iter()
+    super::compliance::controls_by_key()
+        .iter()
         .map(|c| {
             let s = states.get(&c.key);
             [
@@ -120,12 +118,7 @@ pub async fn controls(
     if !matches!(format, "csv" | "xlsx") {
         return Err(invalid_field("format", "must be csv or xlsx"));
     }
-    let states: HashMap<String, ControlRecord> =
-        posture::control_states(state.db().primary(), &access.ctx)
-            .await?
-            .into_iter()
-            .map(|r| (r.control_key.clone(), r))
-            .collect();
+    let states = super::compliance::states_by_key(&state, &access.ctx).await?;
     let rows = rows(&states);
     let (bytes, content_type) = match format {
         "xlsx" => (
