@@ -1,6 +1,13 @@
 //! The offline provider: deterministic, useful answers built from the catalogue and
 //! templates, with no network. It answers a bare `assay serve` and ends every fallback
 //! chain. Its answers pass the same schemas as a model's, and usage is estimated.
+//!
+//! What it reads: the last user message is the question (help, classification); for gap
+//! analysis and policy drafts the grounding a caller puts in system messages counts too —
+//! control ids mentioned there, and control state lines written with
+//! [`control_status_line`], so an organisation's real state shapes the offline answer.
+//! Knowledge ids with a `framework:` prefix are requirements; bare ids are controls, and
+//! only controls are offered as mapped or covered controls.
 
 use super::{Completion, EventStream, Provider, ProviderRequest, StreamEvent};
 use crate::AiError;
@@ -67,13 +74,58 @@ impl Offline {
         }
         match req.task {
             TaskKind::Classification => self.classify(question),
-            TaskKind::PolicyDraft => policy_draft(question, &entries),
-            TaskKind::GapAnalysis => gap_analysis(&entries),
+            TaskKind::PolicyDraft => {
+                let grounded = self.grounded_controls(req);
+                let controls = if grounded.is_empty() {
+                    entries.into_iter().filter(is_control).collect()
+                } else {
+                    grounded
+                };
+                policy_draft(question, &controls)
+            }
+            TaskKind::GapAnalysis => {
+                let states = self.control_states(req);
+                if states.is_empty() {
+                    gap_analysis(&entries)
+                } else {
+                    gap_analysis_from_states(&states)
+                }
+            }
             TaskKind::Help => help(&entries),
             TaskKind::Chat | TaskKind::Analysis | TaskKind::Recommendations => {
                 guidance(req.task, &entries)
             }
         }
+    }
+
+    /// Controls mentioned anywhere in the request (grounding included), in order.
+    fn grounded_controls(&self, req: &ProviderRequest) -> Vec<KnowledgeEntry> {
+        let mut out: Vec<KnowledgeEntry> = Vec::new();
+        for m in &req.messages {
+            for e in mentioned_ids(self.knowledge.as_ref(), &m.content) {
+                if is_control(&e) && !out.iter().any(|o| o.id == e.id) {
+                    out.push(e);
+                }
+            }
+        }
+        out
+    }
+
+    /// Control state lines ([`control_status_line`]) anywhere in the request, in order.
+    fn control_states(&self, req: &ProviderRequest) -> Vec<(KnowledgeEntry, String)> {
+        let mut out: Vec<(KnowledgeEntry, String)> = Vec::new();
+        for line in req.messages.iter().flat_map(|m| m.content.lines()) {
+            let Some((id, status)) = parse_control_status_line(line) else {
+                continue;
+            };
+            if let Some(e) = self.knowledge.lookup(id)
+                && is_control(&e)
+                && !out.iter().any(|(o, _)| o.id == e.id)
+            {
+                out.push((e, status.to_owned()));
+            }
+        }
+        out
     }
 
     fn classify(&self, text: &str) -> String {
@@ -86,8 +138,10 @@ impl Offline {
             .unwrap_or(("unclassified", 0));
         let controls: Vec<String> = self
             .knowledge
-            .search(text, 3)
+            .search(text, 12)
             .into_iter()
+            .filter(is_control)
+            .take(3)
             .map(|e| e.id)
             .collect();
         // Keyword rules are a weak signal: confidence stays well below a model's.
@@ -104,6 +158,93 @@ impl Offline {
         })
         .to_string()
     }
+}
+
+/// One control's state as a grounding line: `- IAM-01 [not_started] Title: detail`. Callers
+/// grounding a gap analysis write these (a model reads them as plain text); the offline
+/// provider reads the id and status back.
+pub fn control_status_line(id: &str, status: &str, title: &str, detail: &str) -> String {
+    if detail.is_empty() {
+        format!("- {id} [{status}] {title}")
+    } else {
+        format!("- {id} [{status}] {title}: {detail}")
+    }
+}
+
+fn parse_control_status_line(line: &str) -> Option<(&str, &str)> {
+    let rest = line.trim_start().strip_prefix("- ")?;
+    let (id, rest) = rest.split_once(' ')?;
+    let status = rest.strip_prefix('[')?.split_once(']')?.0;
+    (!id.is_empty() && !status.is_empty()).then_some((id, status))
+}
+
+/// A common control rather than a framework requirement (those ids are `framework:ref`).
+fn is_control(e: &KnowledgeEntry) -> bool {
+    !e.id.contains(':')
+}
+
+/// How urgent a control in this state is, for the offline gap list (`None`: no gap).
+fn severity_of(status: &str) -> Option<&'static str> {
+    match status {
+        "not_started" => Some("high"),
+        "in_progress" => Some("medium"),
+        // An N/A without a justification scores as not started.
+        "not_applicable_unjustified" => Some("medium"),
+        _ => None,
+    }
+}
+
+/// The most gaps an offline answer lists; callers list controls most valuable first.
+const OFFLINE_GAPS: usize = 10;
+const OFFLINE_RECOMMENDATIONS: usize = 5;
+
+fn gap_analysis_from_states(states: &[(KnowledgeEntry, String)]) -> String {
+    let open: Vec<(&KnowledgeEntry, &str)> = states
+        .iter()
+        .filter_map(|(e, s)| severity_of(s).map(|sev| (e, sev)))
+        .collect();
+    let not_started = states.iter().filter(|(_, s)| s == "not_started").count();
+    let in_progress = states.iter().filter(|(_, s)| s == "in_progress").count();
+    let gaps: Vec<_> = open
+        .iter()
+        .take(OFFLINE_GAPS)
+        .map(|(e, sev)| {
+            let state = if *sev == "high" {
+                "not started"
+            } else {
+                "not complete"
+            };
+            json!({
+                "control_id": e.id,
+                "finding": format!("{} is {state}: {}", e.title, e.description),
+                "severity": sev,
+            })
+        })
+        .collect();
+    let recommendations: Vec<_> = open
+        .iter()
+        .take(OFFLINE_RECOMMENDATIONS)
+        .map(|(e, sev)| {
+            json!({
+                "action": format!("Implement {} ({}): {}", e.title, e.id, e.guidance),
+                "control_id": e.id,
+                "priority": sev,
+            })
+        })
+        .collect();
+    let summary = if open.is_empty() {
+        format!(
+            "All {} controls in scope are implemented or justified as not applicable; keep their evidence current. {OFFLINE_NOTE}",
+            states.len()
+        )
+    } else {
+        format!(
+            "{} of {} controls in scope are not implemented yet ({not_started} not started, {in_progress} in progress). The list starts with the controls that would raise readiness most. {OFFLINE_NOTE}",
+            open.len(),
+            states.len()
+        )
+    };
+    json!({ "summary": summary, "gaps": gaps, "recommendations": recommendations }).to_string()
 }
 
 fn help(entries: &[KnowledgeEntry]) -> String {
@@ -158,7 +299,13 @@ fn policy_draft(topic: &str, entries: &[KnowledgeEntry]) -> String {
             .collect()
     };
     let topic_line: String = topic.chars().take(200).collect();
+    let covered: Vec<&str> = entries
+        .iter()
+        .filter(|e| is_control(e))
+        .map(|e| e.id.as_str())
+        .collect();
     json!({
+        "controls_covered": covered,
         "title": format!("{subject} policy"),
         "sections": [
             {"heading": "Purpose", "body": format!("This policy sets out how the organisation meets its obligations for {}. Requested scope: {topic_line}", subject.to_lowercase())},
@@ -176,9 +323,15 @@ fn gap_analysis(entries: &[KnowledgeEntry]) -> String {
         .iter()
         .map(|e| json!({"control_id": e.id, "finding": format!("Confirm and evidence: {}", e.guidance), "severity": "medium"}))
         .collect();
+    let recommendations: Vec<_> = entries
+        .iter()
+        .take(OFFLINE_RECOMMENDATIONS)
+        .map(|e| json!({"action": format!("{}: {}", e.title, e.guidance), "control_id": e.id, "priority": "medium"}))
+        .collect();
     json!({
         "summary": format!("Template gap list for {} requirement(s) matched in the catalogue; an AI review was not available. {OFFLINE_NOTE}", gaps.len()),
         "gaps": gaps,
+        "recommendations": recommendations,
     })
     .to_string()
 }
@@ -302,5 +455,100 @@ mod tests {
                 .unwrap();
         assert_eq!(none["evidence_type"], "unclassified");
         assert!(none["confidence"].as_f64().unwrap() < 0.2);
+    }
+
+    fn catalogue_offline() -> Offline {
+        Offline::new(Arc::new(crate::knowledge::CatalogueKnowledge::builtin()))
+    }
+
+    fn grounded(task: TaskKind, grounding: &str, q: &str) -> ProviderRequest {
+        let mut r = req(task, q);
+        r.messages.insert(0, ChatMessage::system(grounding));
+        r
+    }
+
+    #[test]
+    fn gap_analysis_reads_the_control_states_it_is_grounded_in() {
+        let grounding = [
+            control_status_line(
+                "IAM-04",
+                "not_started",
+                "Multi-factor authentication",
+                "+20 points",
+            ),
+            control_status_line("IAM-01", "implemented", "Access control policy", ""),
+            control_status_line(
+                "IAM-02",
+                "in_progress",
+                "Joiner, mover and leaver process",
+                "",
+            ),
+            control_status_line("NO-SUCH-1", "not_started", "Made up", ""),
+        ]
+        .join("\n");
+        let a = catalogue_offline().answer(&grounded(
+            TaskKind::GapAnalysis,
+            &format!("Controls in scope:\n{grounding}"),
+            "Analyse our gaps for cyber-essentials",
+        ));
+        let v = validate::check(TaskKind::GapAnalysis, &a).unwrap();
+        let gaps: Vec<(&str, &str)> = v["gaps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                (
+                    g["control_id"].as_str().unwrap(),
+                    g["severity"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(gaps, vec![("IAM-04", "high"), ("IAM-02", "medium")]);
+        assert_eq!(v["recommendations"][0]["control_id"], "IAM-04");
+        assert!(
+            v["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with("2 of 3 controls"),
+            "{v}"
+        );
+
+        let done = control_status_line("IAM-01", "implemented", "Access control policy", "");
+        let v = validate::check(
+            TaskKind::GapAnalysis,
+            &catalogue_offline().answer(&grounded(TaskKind::GapAnalysis, &done, "gaps?")),
+        )
+        .unwrap();
+        assert!(v["gaps"].as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn policy_draft_covers_the_controls_it_is_grounded_in() {
+        let a = catalogue_offline().answer(&grounded(
+            TaskKind::PolicyDraft,
+            "Candidate controls:\n- IAM-01 Access control policy\n- IAM-04 Multi-factor authentication\n- cyber-essentials:UA.1 is a requirement, not a control",
+            "Access control",
+        ));
+        let v = validate::check(TaskKind::PolicyDraft, &a).unwrap();
+        assert_eq!(v["controls_covered"], json!(["IAM-01", "IAM-04"]));
+        assert!(a.contains("IAM-04"));
+    }
+
+    #[test]
+    fn catalogue_classification_maps_to_controls_only() {
+        let a = catalogue_offline().answer(&req(
+            TaskKind::Classification,
+            "Export of the multi-factor authentication enforcement settings for all users",
+        ));
+        let v = validate::check(TaskKind::Classification, &a).unwrap();
+        assert_eq!(v["evidence_type"], "mfa_configuration");
+        let controls = v["controls"].as_array().unwrap();
+        assert!(!controls.is_empty() && controls.len() <= 3, "{v}");
+        assert!(
+            controls.iter().all(|c| assay_core::catalogue::builtin()
+                .control(c.as_str().unwrap())
+                .is_some()),
+            "{v}"
+        );
     }
 }
