@@ -6,6 +6,7 @@
 //! shutdown future resolves, then drains: readiness turns 503, no new connections are
 //! accepted, in-flight requests get up to `server.drain_timeout_secs` to finish.
 
+pub mod ai;
 mod ai_usage_sink;
 pub mod auth;
 pub mod error;

@@ -1,6 +1,7 @@
 //! What every handler can reach: the database, Redis (when configured), the configuration
 //! and the process lifecycle (whether it is draining for shutdown).
 
+use crate::ai::AiPipeline;
 use crate::identity::Identity;
 use assay_ai::Gateway;
 use assay_config::Config;
@@ -18,6 +19,7 @@ struct Inner {
     db: Db,
     identity: Identity,
     ai: Gateway,
+    ai_pipeline: AiPipeline,
     redis: Option<RedisConn>,
     config: Arc<Config>,
     draining: AtomicBool,
@@ -31,11 +33,14 @@ impl AppState {
         redis: Option<RedisConn>,
         config: Arc<Config>,
     ) -> Self {
+        // The pipeline starts its audit writer task: this runs inside the runtime.
+        let ai_pipeline = AiPipeline::new(ai.clone(), db.clone(), &config, redis.as_ref());
         Self {
             inner: Arc::new(Inner {
                 db,
                 identity,
                 ai,
+                ai_pipeline,
                 redis,
                 config,
                 draining: AtomicBool::new(false),
@@ -54,6 +59,11 @@ impl AppState {
     /// The AI gateway (offline-only when no provider is configured).
     pub fn ai(&self) -> &Gateway {
         &self.inner.ai
+    }
+
+    /// The AI pipeline every AI endpoint uses: limits, budget, safety, gateway, audit.
+    pub fn ai_pipeline(&self) -> &AiPipeline {
+        &self.inner.ai_pipeline
     }
 
     pub fn redis(&self) -> Option<&RedisConn> {

@@ -7,8 +7,10 @@
 //! lists every semantic problem at once, each naming its setting. Secrets are
 //! `SecretString` and print as `[redacted]`; URLs print with their password masked.
 
+mod ai_limits;
 mod validate;
 
+pub use ai_limits::AiLimitsConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
@@ -34,6 +36,7 @@ const SECTIONS: &[&str] = &[
     "security",
     "rate_limits",
     "features",
+    "ai_limits",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -60,6 +63,8 @@ pub struct Config {
     pub features: FeatureFlags,
     /// AI providers, models, selection, resilience and cache (`assay-ai`).
     pub ai: assay_ai::AiConfig,
+    /// AI rate limits per caller and task class, and organisation budgets.
+    pub ai_limits: AiLimitsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

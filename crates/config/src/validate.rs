@@ -152,6 +152,9 @@ pub(crate) fn problems(c: &Config) -> Vec<Problem> {
         let (setting, message) = p.split_once(": ").unwrap_or(("ai", p.as_str()));
         out.push(problem(setting, message));
     }
+    for (setting, message) in c.ai_limits.problems() {
+        out.push(problem(setting, message));
+    }
 
     if c.is_production() {
         let secret = c.auth.jwt_secret.expose_secret();

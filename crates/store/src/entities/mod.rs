@@ -1,6 +1,8 @@
 //! SeaORM entities: one module per table. Only the store crate sees these; other crates get
 //! the domain records from `repo`.
 
+pub mod ai_conversation;
+pub mod ai_message;
 pub mod ai_usage;
 pub mod api_key;
 pub mod audit_chain_head;
@@ -10,6 +12,7 @@ pub mod business_profile;
 pub mod invitation;
 pub mod login_failure;
 pub mod membership;
+pub mod org_ai_settings;
 pub mod org_control;
 pub mod org_framework;
 pub mod organisation;

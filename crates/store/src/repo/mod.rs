@@ -3,6 +3,8 @@
 //! transaction. Functions over org-owned data take the `OrgCtx` first: the tenant filter is
 //! part of every such query, never left to the caller.
 
+pub mod ai_conversations;
+pub mod ai_settings;
 pub mod ai_usage;
 pub mod api_keys;
 pub mod audit;

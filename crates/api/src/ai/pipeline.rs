@@ -1,0 +1,842 @@
+//! The AI pipeline every AI endpoint goes through. Reach it with
+//! `state.ai_pipeline()`.
+//!
+//! In order, for [`AiPipeline::complete`] and [`AiPipeline::stream`]:
+//!
+//! 1. **Rate limits** per caller (user or API key) and task class, plus prompt tokens per
+//!    minute ([`super::limits`]) -> `ai_rate_limited` (429 + `Retry-After`).
+//! 2. **Monthly organisation budget** ([`super::budget`]) -> `ai_budget_exceeded` (402);
+//!    at 80 % (configurable) the answer carries `budget.warning` and `ai.budget.warning` is
+//!    audited once a month.
+//! 3. **Input safety** (`assay-safety`, the org's profile capped by the caller's role) on
+//!    every caller-supplied message: BLOCK -> `ai_blocked` (422) with the rule ids, never the
+//!    matched text, and nothing goes to a provider; MODIFY/ESCALATE -> the redacted text is
+//!    what the provider receives.
+//! 4. **Gateway** (`assay-ai`): cache, model selection, retries, breakers, offline fallback,
+//!    usage ledger. Failures -> `ai_unavailable` (503) or `ai_invalid_output` (502).
+//! 5. **Output safety**: complete answers are assessed whole; streamed answers go through a
+//!    `StreamScanner`, so PII split across chunks is redacted before any of it is sent.
+//!    A blocked answer -> `ai_blocked` (direction `output`).
+//! 6. Optional **output schema** check (a JSON Schema subset, see [`super::schema`]).
+//! 7. **Audit**: one `ai.call` event per call (who, task, model, tokens, cost, safety
+//!    decisions, cache hit, outcome), written off the request path. The prompt (as sent to
+//!    the provider, i.e. after redaction: secrets are never stored) is included only when
+//!    the organisation enabled prompt storage in its AI settings.
+//!
+//! **Who the caller is** ([`AiCaller`]): a person acts with their membership role in the
+//! organisation. An API key (scope `ai`) acts with the fixed role `member` for safety and
+//! prompt-grounding purposes — the organisation's safety profile, raised to at least
+//! `standard` — whatever its other scopes: a key is a program, and the safety caps must not
+//! depend on who happened to create it. Limits are per API key, like per user.
+//!
+//! PII placeholders are not restored in answers: the client sees `[EMAIL_1]` where the
+//! model referred to a redacted value.
+
+use super::audit_queue::AuditQueue;
+use super::budget::{BudgetStatus, Budgets, Reservation, month_key};
+use super::errors::{AiApiError, BlockedAt};
+use super::limits::AiLimits;
+use super::schema;
+use crate::auth::{Caller, ClientFacts, OrgAccess};
+use assay_ai::types::{ComplexityHints, GenerationParams, MessageRole};
+use assay_ai::{AiRequest, AiStreamEvent, ChatMessage, Gateway, TaskKind, TokenUsage};
+use assay_config::{AiLimitsConfig, Config};
+use assay_core::{OrgCtx, OrgId, Role, UserId};
+use assay_infra::redis_conn::RedisConn;
+use assay_safety::{Action, Direction, Policy, Profile, Scanner, StreamScanner};
+use assay_store::Db;
+use assay_store::repo::ai_settings::{self, AiSettings};
+use assay_store::repo::audit::{Actor, NewAuditEvent, Outcome};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// Who is asking, as the pipeline needs it: tenant, principal, role and request facts.
+#[derive(Clone, Debug)]
+pub struct AiCaller {
+    pub org_id: OrgId,
+    pub principal: Principal,
+    /// The role safety caps are computed from (see the module docs for API keys).
+    pub role: Role,
+    /// IP, user agent and request id for the audit events.
+    pub facts: ClientFacts,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    User(UserId),
+    ApiKey(String),
+}
+
+impl AiCaller {
+    /// The caller of a request with verified access to an organisation.
+    pub fn from_access(access: &OrgAccess) -> Self {
+        let (principal, role) = match &access.caller {
+            Caller::User { user_id, .. } => (Principal::User(*user_id), access.ctx.role()),
+            Caller::ApiKey { key_id, .. } => (Principal::ApiKey(key_id.clone()), Role::Member),
+        };
+        Self {
+            org_id: access.ctx.org_id(),
+            principal,
+            role,
+            facts: access.facts.clone(),
+        }
+    }
+
+    /// `user:<uuid>` or `api_key:<id>`: the key of limits and of conversation ownership.
+    pub fn key(&self) -> String {
+        match &self.principal {
+            Principal::User(u) => format!("user:{u}"),
+            Principal::ApiKey(k) => format!("api_key:{k}"),
+        }
+    }
+
+    pub fn ctx(&self) -> OrgCtx {
+        match &self.principal {
+            Principal::User(u) => OrgCtx::for_verified_member(self.org_id, *u, self.role),
+            Principal::ApiKey(_) => OrgCtx::for_api_key(self.org_id, self.role),
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        match &self.principal {
+            Principal::User(u) => Actor::User(*u),
+            Principal::ApiKey(k) => Actor::ApiKey(k.clone()),
+        }
+    }
+
+    fn event(&self, action: &str) -> NewAuditEvent {
+        self.facts.event(Some(self.org_id), self.actor(), action)
+    }
+}
+
+/// Options of one call. Everything is optional.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineParams {
+    pub generation: GenerationParams,
+    pub hints: ComplexityHints,
+    /// A system prompt built by Assay from this organisation's own data (grounding). It is
+    /// put first and is not safety-scanned as caller input; never put caller text here.
+    pub system: Option<String>,
+    /// A JSON Schema (subset: type, properties, required, items, enum, minItems, maxItems,
+    /// minimum, maximum, minLength, maxLength) the answer must satisfy. The model is asked
+    /// for one JSON object matching it; the parsed value is in [`PipelineAnswer::json`].
+    pub output_schema: Option<Value>,
+    /// Skip the cache lookup (the fresh answer is still cached).
+    pub bypass_cache: bool,
+    /// What the call is about, for the audit event (`("conversation", id)`).
+    pub resource: Option<(String, String)>,
+}
+
+/// How the answer was produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct AnswerMeta {
+    pub model: String,
+    pub provider: String,
+    /// Answered by the offline provider (the built-in catalogue), not an AI model.
+    pub offline: bool,
+    /// The answer is a fallback: the offline provider answered because every configured
+    /// model failed or none is configured.
+    pub fallback: bool,
+    /// Models that failed before the one that answered, with their error codes.
+    pub fallbacks: Vec<String>,
+    pub cache_hit: bool,
+    pub usage: TokenUsage,
+    pub cost_usd: f64,
+    pub latency_ms: f64,
+}
+
+/// The safety decisions of one call.
+#[derive(Clone, Debug, Serialize)]
+pub struct SafetySummary {
+    pub profile: Profile,
+    pub input: Action,
+    pub input_rules: Vec<String>,
+    pub output: Action,
+    pub output_rules: Vec<String>,
+}
+
+/// A complete answer, already through output safety.
+#[derive(Clone, Debug, Serialize)]
+pub struct PipelineAnswer {
+    /// The answer as the client may see it (redacted where the policy said so).
+    pub text: String,
+    /// The parsed JSON for structured tasks and calls with an output schema.
+    pub json: Option<Value>,
+    pub meta: AnswerMeta,
+    pub safety: SafetySummary,
+    pub budget: BudgetStatus,
+}
+
+/// What a streamed answer delivers, in order: `Metadata`, `Content`*, then `Complete` or
+/// `Error`. Content is released only once output safety cleared it.
+#[derive(Clone, Debug)]
+pub enum PipelineEvent {
+    Metadata {
+        model: String,
+        provider: String,
+        offline: bool,
+        fallback: bool,
+    },
+    Content(String),
+    /// The whole answer (its `text` is the concatenated content) with usage and cost.
+    Complete(Box<PipelineAnswer>),
+    Error(AiApiError),
+}
+
+/// A streamed answer: a `Stream` of [`PipelineEvent`]s plus the budget standing known
+/// before the first event (for response headers).
+pub struct PipelineStream {
+    pub budget: BudgetStatus,
+    events: BoxStream<'static, PipelineEvent>,
+}
+
+impl Stream for PipelineStream {
+    type Item = PipelineEvent;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<PipelineEvent>> {
+        self.events.poll_next_unpin(cx)
+    }
+}
+
+/// The pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct AiPipeline {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    gateway: Gateway,
+    db: Db,
+    limits: AiLimits,
+    budgets: Budgets,
+    cfg: AiLimitsConfig,
+    audit: AuditQueue,
+    /// The highest configured prices (USD per million tokens), for in-flight estimates.
+    max_price: (f64, f64),
+}
+
+/// A call that passed limits, budget and input safety, ready for the gateway.
+struct Prepared {
+    request: AiRequest,
+    policy: Policy,
+    budget: BudgetStatus,
+    reservation: Reservation,
+    input: Action,
+    input_rules: Vec<String>,
+    prompt: Option<Vec<ChatMessage>>,
+    schema: Option<Value>,
+    resource: Option<(String, String)>,
+    started: Instant,
+}
+
+/// How a call ended, for its audit event.
+struct Ending<'a> {
+    outcome: &'a str,
+    meta: Option<&'a AnswerMeta>,
+    output: Action,
+    output_rules: &'a [String],
+    streamed: bool,
+}
+
+fn rule_ids(rules: impl IntoIterator<Item = assay_safety::Rule>) -> Vec<String> {
+    rules.into_iter().map(|r| r.id().to_owned()).collect()
+}
+
+fn answer_meta(m: &assay_ai::ResponseMeta) -> AnswerMeta {
+    AnswerMeta {
+        model: m.model.clone(),
+        provider: m.provider.clone(),
+        offline: m.offline,
+        fallback: m.offline,
+        fallbacks: m.fallbacks.clone(),
+        cache_hit: m.cache_hit,
+        usage: m.usage,
+        cost_usd: m.cost_usd,
+        latency_ms: m.latency.as_secs_f64() * 1000.0,
+    }
+}
+
+impl AiPipeline {
+    pub fn new(gateway: Gateway, db: Db, config: &Config, redis: Option<&RedisConn>) -> Self {
+        let limits = AiLimits::new(
+            config.ai_limits.clone(),
+            redis.map(|r| (r, config.redis.key_prefix.as_str())),
+        );
+        let max_price = config.ai.models.iter().fold((0.0_f64, 0.0_f64), |acc, m| {
+            (
+                acc.0.max(m.price.input_per_million),
+                acc.1.max(m.price.output_per_million),
+            )
+        });
+        Self {
+            inner: Arc::new(Inner {
+                gateway,
+                audit: AuditQueue::start(db.clone(), 10_000),
+                db,
+                limits,
+                budgets: Budgets::default(),
+                cfg: config.ai_limits.clone(),
+                max_price,
+            }),
+        }
+    }
+
+    pub fn limits(&self) -> &AiLimits {
+        &self.inner.limits
+    }
+
+    /// The organisation's AI settings with the deployment defaults filled in.
+    pub async fn settings(&self, ctx: &OrgCtx) -> Result<AiSettings, AiApiError> {
+        let mut s = ai_settings::get(self.inner.db.primary(), ctx).await?;
+        if s.monthly_budget_usd.is_none() {
+            s.monthly_budget_usd = Some(self.inner.cfg.default_monthly_budget_usd);
+        }
+        Ok(s)
+    }
+
+    /// Answer `messages` for `task` on behalf of `caller`, whole. See the module docs for
+    /// the steps and the errors.
+    pub async fn complete(
+        &self,
+        caller: &AiCaller,
+        task: TaskKind,
+        messages: Vec<ChatMessage>,
+        params: PipelineParams,
+    ) -> Result<PipelineAnswer, AiApiError> {
+        let p = self.inner.prepare(caller, task, messages, params).await?;
+        self.inner.complete_prepared(caller, p).await
+    }
+
+    /// Answer as a stream of events. Errors before any event (limits, budget, input
+    /// safety, no model) are returned here; later ones arrive as `PipelineEvent::Error`.
+    /// Structured tasks and calls with an output schema are validated whole, so their text
+    /// arrives as one `Content` event. The call runs to its end (and is audited) even when
+    /// the consumer stops reading; dropping the stream cancels the provider call.
+    pub async fn stream(
+        &self,
+        caller: &AiCaller,
+        task: TaskKind,
+        messages: Vec<ChatMessage>,
+        params: PipelineParams,
+    ) -> Result<PipelineStream, AiApiError> {
+        let inner = self.inner.clone();
+        let p = inner.prepare(caller, task, messages, params).await?;
+        let budget = p.budget;
+        if task.is_structured() || p.schema.is_some() {
+            let answer = inner.complete_prepared(caller, p).await?;
+            let events = vec![
+                PipelineEvent::Metadata {
+                    model: answer.meta.model.clone(),
+                    provider: answer.meta.provider.clone(),
+                    offline: answer.meta.offline,
+                    fallback: answer.meta.fallback,
+                },
+                PipelineEvent::Content(answer.text.clone()),
+                PipelineEvent::Complete(Box::new(answer)),
+            ];
+            return Ok(PipelineStream {
+                budget,
+                events: futures::stream::iter(events).boxed(),
+            });
+        }
+        let upstream = match inner.gateway.stream(p.request.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                let err = AiApiError::from_gateway(e);
+                inner.audit_call(caller, &p, &inner.failed(&err, true));
+                return Err(err);
+            }
+        };
+        let (tx, rx) = mpsc::channel(32);
+        tokio::spawn(inner.clone().forward(caller.clone(), p, upstream, tx));
+        Ok(PipelineStream {
+            budget,
+            events: tokio_stream::wrappers::ReceiverStream::new(rx).boxed(),
+        })
+    }
+}
+
+impl Inner {
+    fn estimate_usd(&self, prompt_tokens: u64, max_output: Option<u32>) -> f64 {
+        let out = u64::from(max_output.unwrap_or(self.cfg.estimated_output_tokens));
+        (prompt_tokens as f64 * self.max_price.0 + out as f64 * self.max_price.1) / 1_000_000.0
+    }
+
+    async fn prepare(
+        &self,
+        caller: &AiCaller,
+        task: TaskKind,
+        messages: Vec<ChatMessage>,
+        params: PipelineParams,
+    ) -> Result<Prepared, AiApiError> {
+        let started = Instant::now();
+        let chars: usize = messages.iter().map(|m| m.content.len()).sum::<usize>()
+            + params.system.as_ref().map_or(0, String::len);
+        let prompt_tokens = chars.div_ceil(4) as u64;
+        self.limits
+            .check(
+                &caller.key(),
+                task,
+                u32::try_from(prompt_tokens).unwrap_or(u32::MAX),
+            )
+            .await?;
+
+        let ctx = caller.ctx();
+        let settings = ai_settings::get(self.db.primary(), &ctx).await?;
+        let limit = settings
+            .monthly_budget_usd
+            .unwrap_or(self.cfg.default_monthly_budget_usd);
+        let estimate = self.estimate_usd(prompt_tokens, params.generation.max_output_tokens);
+        let (budget, reservation) = match self
+            .budgets
+            .reserve(
+                &self.db,
+                caller.org_id,
+                limit,
+                self.cfg.budget_warning_ratio,
+                estimate,
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let mut ev = caller.event("ai.call");
+                ev.outcome = Outcome::Denied;
+                ev.details = json!({ "task": task.as_str(), "outcome": e.code() });
+                self.audit.record(ev);
+                return Err(e);
+            }
+        };
+        if budget.warning {
+            self.warn_budget_once(caller, &ctx, &budget).await;
+        }
+
+        let profile = settings.safety_profile.parse().unwrap_or_default();
+        let policy = Policy::for_role(profile, caller.role);
+        let scanner = Scanner::shared();
+        let mut input = Action::Allow;
+        let mut input_rules: Vec<String> = Vec::new();
+        let mut blocked: Vec<String> = Vec::new();
+        let mut forwarded = Vec::with_capacity(messages.len() + 2);
+        if let Some(system) = &params.system {
+            forwarded.push(ChatMessage::system(system.clone()));
+        }
+        if let Some(schema) = &params.output_schema {
+            forwarded.push(ChatMessage::system(schema::instruction(schema)));
+        }
+        for m in messages {
+            let a = scanner.assess(&m.content, &policy, Direction::Input);
+            let action = a.action();
+            input = input.max(action);
+            let rules = rule_ids(a.rules());
+            if action == Action::Block {
+                blocked.extend(rules);
+                continue;
+            }
+            if action != Action::Allow {
+                input_rules.extend(rules);
+            }
+            let content = match a.forwarded(&m.content) {
+                Some(t) => t.into_owned(),
+                None => String::new(),
+            };
+            forwarded.push(ChatMessage {
+                role: m.role,
+                content,
+            });
+        }
+        if !blocked.is_empty() {
+            blocked.sort();
+            blocked.dedup();
+            let err = AiApiError::Blocked {
+                rules: blocked.clone(),
+                at: BlockedAt::Input,
+            };
+            let mut ev = caller.event("ai.call");
+            ev.outcome = Outcome::Denied;
+            ev.details = json!({
+                "task": task.as_str(),
+                "outcome": "ai_blocked",
+                "safety": { "profile": policy.profile, "input": "block", "input_rules": blocked },
+            });
+            if let Some((kind, id)) = &params.resource {
+                ev = ev.resource(kind, id);
+            }
+            self.audit.record(ev);
+            return Err(err);
+        }
+        input_rules.sort();
+        input_rules.dedup();
+
+        let mut request = AiRequest::new(&ctx, task, forwarded);
+        request.params = params.generation;
+        request.hints = params.hints;
+        request.bypass_cache = params.bypass_cache;
+        let prompt = settings.store_prompts.then(|| {
+            request
+                .messages
+                .iter()
+                .filter(|m| m.role != MessageRole::System)
+                .cloned()
+                .collect()
+        });
+        Ok(Prepared {
+            request,
+            policy,
+            budget,
+            reservation,
+            input,
+            input_rules,
+            prompt,
+            schema: params.output_schema,
+            resource: params.resource,
+            started,
+        })
+    }
+
+    /// Audit `ai.budget.warning` the first time this month the threshold is crossed.
+    async fn warn_budget_once(&self, caller: &AiCaller, ctx: &OrgCtx, budget: &BudgetStatus) {
+        let month = month_key(chrono::Utc::now());
+        let mut ev = caller.event("ai.budget.warning");
+        ev.details = json!({
+            "month": month,
+            "limit_usd": budget.limit_usd,
+            "spent_usd": budget.spent_usd,
+            "used_ratio": budget.used_ratio,
+            "threshold": self.cfg.budget_warning_ratio,
+        });
+        let ctx = ctx.clone();
+        let res = self
+            .db
+            .write(move |txn| {
+                Box::pin(async move {
+                    if ai_settings::claim_budget_warning(txn, &ctx, &month).await? {
+                        assay_store::repo::audit::append(txn, ev).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "could not record the AI budget warning");
+        }
+    }
+
+    async fn complete_prepared(
+        &self,
+        caller: &AiCaller,
+        p: Prepared,
+    ) -> Result<PipelineAnswer, AiApiError> {
+        let resp = match self.gateway.complete(p.request.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                let err = AiApiError::from_gateway(e);
+                self.audit_call(caller, &p, &self.failed(&err, false));
+                return Err(err);
+            }
+        };
+        let meta = answer_meta(&resp.meta);
+        let scanner = Scanner::shared();
+        let assessed = scanner.assess(&resp.text, &p.policy, Direction::Output);
+        let output = assessed.action();
+        let output_rules = rule_ids(assessed.rules());
+        if output == Action::Block {
+            let err = AiApiError::Blocked {
+                rules: output_rules.clone(),
+                at: BlockedAt::Output,
+            };
+            self.end(
+                caller,
+                p,
+                "ai_blocked",
+                Some(&meta),
+                output,
+                &output_rules,
+                false,
+            );
+            return Err(err);
+        }
+        let text = assessed
+            .forwarded(&resp.text)
+            .map(|t| t.into_owned())
+            .unwrap_or_default();
+        // Structured answers: redact inside the parsed value so it stays valid JSON.
+        let mut json = resp.json;
+        if let Some(schema_value) = &p.schema {
+            let parsed = match schema::parse_answer(&resp.text) {
+                Ok(v) => v,
+                Err(reason) => {
+                    let err = AiApiError::InvalidOutput { reason };
+                    self.end(
+                        caller,
+                        p,
+                        "ai_invalid_output",
+                        Some(&meta),
+                        output,
+                        &output_rules,
+                        false,
+                    );
+                    return Err(err);
+                }
+            };
+            if let Err(reason) = schema::check(schema_value, &parsed) {
+                let err = AiApiError::InvalidOutput { reason };
+                self.end(
+                    caller,
+                    p,
+                    "ai_invalid_output",
+                    Some(&meta),
+                    output,
+                    &output_rules,
+                    false,
+                );
+                return Err(err);
+            }
+            json = Some(parsed);
+        }
+        if output != Action::Allow
+            && let Some(v) = json.as_mut()
+        {
+            redact_json(v, &p.policy);
+        }
+        let safety = SafetySummary {
+            profile: p.policy.profile,
+            input: p.input,
+            input_rules: p.input_rules.clone(),
+            output,
+            output_rules: output_rules.clone(),
+        };
+        let budget = p.budget;
+        self.end(caller, p, "ok", Some(&meta), output, &output_rules, false);
+        Ok(PipelineAnswer {
+            text,
+            json,
+            meta,
+            safety,
+            budget,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn end(
+        &self,
+        caller: &AiCaller,
+        p: Prepared,
+        outcome: &str,
+        meta: Option<&AnswerMeta>,
+        output: Action,
+        output_rules: &[String],
+        streamed: bool,
+    ) {
+        self.audit_call(
+            caller,
+            &p,
+            &Ending {
+                outcome,
+                meta,
+                output,
+                output_rules,
+                streamed,
+            },
+        );
+        p.reservation.settle(meta.map_or(0.0, |m| m.cost_usd));
+    }
+
+    fn failed<'a>(&self, err: &'a AiApiError, streamed: bool) -> Ending<'a> {
+        Ending {
+            outcome: err.code(),
+            meta: None,
+            output: Action::Allow,
+            output_rules: &[],
+            streamed,
+        }
+    }
+
+    fn audit_call(&self, caller: &AiCaller, p: &Prepared, end: &Ending<'_>) {
+        let mut ev = caller.event("ai.call");
+        ev.outcome = match end.outcome {
+            "ok" => Outcome::Success,
+            "ai_blocked" => Outcome::Denied,
+            _ => Outcome::Failure,
+        };
+        let mut details = json!({
+            "task": p.request.task.as_str(),
+            "outcome": end.outcome,
+            "streamed": end.streamed,
+            "latency_ms": p.started.elapsed().as_secs_f64() * 1000.0,
+            "budget_used_ratio": p.budget.used_ratio,
+            "safety": {
+                "profile": p.policy.profile,
+                "input": p.input,
+                "input_rules": p.input_rules,
+                "output": end.output,
+                "output_rules": end.output_rules,
+            },
+        });
+        if let Some(m) = end.meta {
+            details["model"] = json!(m.model);
+            details["provider"] = json!(m.provider);
+            details["offline"] = json!(m.offline);
+            details["cache_hit"] = json!(m.cache_hit);
+            details["fallbacks"] = json!(m.fallbacks);
+            details["input_tokens"] = json!(m.usage.input_tokens);
+            details["output_tokens"] = json!(m.usage.output_tokens);
+            details["cost_usd"] = json!(m.cost_usd);
+        }
+        if let Some(prompt) = &p.prompt {
+            details["prompt"] = json!(prompt);
+        }
+        ev.details = details;
+        if let Some((kind, id)) = &p.resource {
+            ev = ev.resource(kind, id);
+        }
+        self.audit.record(ev);
+    }
+
+    /// Drive a gateway stream through the output scanner into `tx`.
+    async fn forward(
+        self: Arc<Self>,
+        caller: AiCaller,
+        p: Prepared,
+        mut upstream: assay_ai::AiStream,
+        tx: mpsc::Sender<PipelineEvent>,
+    ) {
+        let mut scanner = StreamScanner::new(Scanner::shared(), p.policy, Direction::Output);
+        let mut text = String::new();
+        // Send, or notice the consumer is gone (the call is then cancelled and audited).
+        async fn send(tx: &mpsc::Sender<PipelineEvent>, ev: PipelineEvent) -> bool {
+            tx.send(ev).await.is_ok()
+        }
+        let mut offline = false;
+        while let Some(ev) = upstream.next().await {
+            match ev {
+                AiStreamEvent::Started {
+                    model,
+                    provider,
+                    offline: off,
+                } => {
+                    offline = off;
+                    let md = PipelineEvent::Metadata {
+                        model,
+                        provider,
+                        offline: off,
+                        fallback: off,
+                    };
+                    if !send(&tx, md).await {
+                        return self.end(&caller, p, "cancelled", None, Action::Allow, &[], true);
+                    }
+                }
+                AiStreamEvent::Delta(delta) => {
+                    let chunk = scanner.push(&delta);
+                    if chunk.blocked {
+                        let end = scanner.finish();
+                        let rules = rule_ids(end.rules);
+                        let err = AiApiError::Blocked {
+                            rules: rules.clone(),
+                            at: BlockedAt::Output,
+                        };
+                        let _ = send(&tx, PipelineEvent::Error(err)).await;
+                        return self.end(
+                            &caller,
+                            p,
+                            "ai_blocked",
+                            None,
+                            Action::Block,
+                            &rules,
+                            true,
+                        );
+                    }
+                    if !chunk.text.is_empty() {
+                        text.push_str(&chunk.text);
+                        if !send(&tx, PipelineEvent::Content(chunk.text)).await {
+                            return self.end(
+                                &caller,
+                                p,
+                                "cancelled",
+                                None,
+                                Action::Allow,
+                                &[],
+                                true,
+                            );
+                        }
+                    }
+                }
+                AiStreamEvent::Done(meta) => {
+                    let end = scanner.finish();
+                    let rules = rule_ids(end.rules);
+                    let meta = answer_meta(&meta);
+                    if end.chunk.blocked || end.action == Action::Block {
+                        let err = AiApiError::Blocked {
+                            rules: rules.clone(),
+                            at: BlockedAt::Output,
+                        };
+                        let _ = send(&tx, PipelineEvent::Error(err)).await;
+                        return self.end(
+                            &caller,
+                            p,
+                            "ai_blocked",
+                            Some(&meta),
+                            Action::Block,
+                            &rules,
+                            true,
+                        );
+                    }
+                    if !end.chunk.text.is_empty() {
+                        text.push_str(&end.chunk.text);
+                        let _ = send(&tx, PipelineEvent::Content(end.chunk.text)).await;
+                    }
+                    let answer = PipelineAnswer {
+                        text: std::mem::take(&mut text),
+                        json: None,
+                        meta: meta.clone(),
+                        safety: SafetySummary {
+                            profile: p.policy.profile,
+                            input: p.input,
+                            input_rules: p.input_rules.clone(),
+                            output: end.action,
+                            output_rules: rules.clone(),
+                        },
+                        budget: p.budget,
+                    };
+                    let _ = send(&tx, PipelineEvent::Complete(Box::new(answer))).await;
+                    return self.end(&caller, p, "ok", Some(&meta), end.action, &rules, true);
+                }
+                AiStreamEvent::Error(e) => {
+                    let err = AiApiError::from_gateway(e);
+                    let code = err.code();
+                    let _ = send(&tx, PipelineEvent::Error(err)).await;
+                    return self.end(&caller, p, code, None, Action::Allow, &[], true);
+                }
+            }
+        }
+        // The gateway always ends with Done or Error; a stream that just stops is a failure.
+        tracing::warn!(offline, "AI stream ended without a final event");
+        let err = AiApiError::Unavailable { retry_after: None };
+        let _ = send(&tx, PipelineEvent::Error(err)).await;
+        self.end(&caller, p, "ai_unavailable", None, Action::Allow, &[], true);
+    }
+}
+
+/// Redact every string inside a structured answer under `policy` (output direction).
+fn redact_json(v: &mut Value, policy: &Policy) {
+    match v {
+        Value::String(s) => {
+            let a = Scanner::shared().assess(s, policy, Direction::Output);
+            if let Some(t) = a.forwarded(s) {
+                let t = t.into_owned();
+                *s = t;
+            } else {
+                *s = "[BLOCKED]".into();
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| redact_json(i, policy)),
+        Value::Object(map) => map.values_mut().for_each(|i| redact_json(i, policy)),
+        _ => {}
+    }
+}
