@@ -49,6 +49,8 @@ on_both_backends!(
     login_failures_count_and_clear,
     ai_usage_ledger_sums_spend_and_groups_by_day,
     posture_adoption_controls_and_profile_are_org_scoped,
+    assessments_move_through_their_life_cycle_scoped_to_their_org,
+    readiness_snapshots_keep_one_daily_per_day_and_history_in_order,
 );
 
 async fn signup(db: &Db, email: &str, org: &str) -> (users::User, organisations::Organisation) {
@@ -727,4 +729,336 @@ async fn posture_adoption_controls_and_profile_are_org_scoped(t: TestDb) {
         "finance"
     );
     assert!(posture::profile(c, &other_ctx).await.unwrap().is_none());
+}
+
+async fn assessments_move_through_their_life_cycle_scoped_to_their_org(t: TestDb) {
+    use assay_core::assessment::Answer;
+    use assay_store::repo::assessments::{self, AssessmentStatus, ListFilter};
+    let (owner, org) = signup(&t.db, "assess@example.com", "Assess").await;
+    let (other_user, other) = signup(&t.db, "assess2@example.com", "Assess2").await;
+    let ctx = OrgCtx::for_verified_member(org.id, owner.id, Role::Owner);
+    let other_ctx = OrgCtx::for_verified_member(other.id, other_user.id, Role::Owner);
+    let c = t.db.primary();
+
+    let a = assessments::start(c, &ctx, "cyber-essentials", "user:a")
+        .await
+        .unwrap();
+    assert_eq!(a.status, AssessmentStatus::InProgress);
+    // One open session per framework; another framework or another org is free.
+    assert!(matches!(
+        assessments::start(c, &ctx, "cyber-essentials", "user:a").await,
+        Err(StoreError::Conflict { ref field }) if field == "framework"
+    ));
+    let b = assessments::start(c, &ctx, "soc2", "user:a").await.unwrap();
+    assessments::start(c, &other_ctx, "cyber-essentials", "user:b")
+        .await
+        .unwrap();
+    assert_eq!(
+        assessments::open_for(c, &ctx, "cyber-essentials")
+            .await
+            .unwrap()
+            .map(|x| x.id),
+        Some(a.id)
+    );
+
+    let (before, first) =
+        assessments::set_answer(c, &ctx, a.id, "IAM-01.q1", Answer::Partial, None, "user:a")
+            .await
+            .unwrap();
+    assert!(before.is_none());
+    assert_eq!(first.answer, Answer::Partial);
+    let (before, _) = assessments::set_answer(
+        c,
+        &ctx,
+        a.id,
+        "IAM-01.q1",
+        Answer::Yes,
+        Some("all staff"),
+        "user:a",
+    )
+    .await
+    .unwrap();
+    assert_eq!(before.map(|x| x.answer), Some(Answer::Partial));
+    assessments::set_answer(c, &ctx, a.id, "IAM-02.q1", Answer::Unknown, None, "user:a")
+        .await
+        .unwrap();
+    let stored = assessments::answers(c, &ctx, a.id).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].notes.as_deref(), Some("all staff"));
+    // Unknown is not progress.
+    let counts = assessments::answered_counts(c, &ctx, &[a.id, b.id])
+        .await
+        .unwrap();
+    assert_eq!(counts.get(&a.id), Some(&1));
+    assert_eq!(counts.get(&b.id), None);
+
+    // Another organisation sees and touches nothing.
+    assert!(
+        assessments::get(c, &other_ctx, a.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        assessments::answers(c, &other_ctx, a.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        assessments::set_answer(c, &other_ctx, a.id, "IAM-01.q1", Answer::No, None, "x").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        assessments::complete(c, &other_ctx, a.id, &serde_json::json!({}), "x").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        assessments::delete(c, &other_ctx, a.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let result = serde_json::json!({ "score": 42 });
+    let done = assessments::complete(c, &ctx, a.id, &result, "user:a")
+        .await
+        .unwrap();
+    assert_eq!(done.status, AssessmentStatus::Completed);
+    assert_eq!(done.result, Some(result));
+    assert_eq!(done.completed_by.as_deref(), Some("user:a"));
+    // Completed: answers are frozen, completing twice is refused, the framework is free.
+    assert!(matches!(
+        assessments::set_answer(c, &ctx, a.id, "IAM-01.q1", Answer::No, None, "user:a").await,
+        Err(StoreError::Invariant(_))
+    ));
+    assert_eq!(
+        assessments::answers(c, &ctx, a.id).await.unwrap()[0].answer,
+        Answer::Yes
+    );
+    assert!(matches!(
+        assessments::complete(c, &ctx, a.id, &serde_json::json!({}), "user:a").await,
+        Err(StoreError::Invariant(_))
+    ));
+    let again = assessments::start(c, &ctx, "cyber-essentials", "user:a")
+        .await
+        .unwrap();
+
+    // Confirming needs a completed session, once.
+    assert!(matches!(
+        assessments::confirm(c, &ctx, again.id, &serde_json::json!([]), "user:a").await,
+        Err(StoreError::Invariant(_))
+    ));
+    let confirmed = assessments::confirm(c, &ctx, a.id, &serde_json::json!(["IAM-01"]), "user:a")
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status, AssessmentStatus::Confirmed);
+    assert_eq!(confirmed.applied, Some(serde_json::json!(["IAM-01"])));
+    assert!(matches!(
+        assessments::confirm(c, &ctx, a.id, &serde_json::json!([]), "user:a").await,
+        Err(StoreError::Invariant(_))
+    ));
+
+    // Listing: newest first, filtered, paged, scoped.
+    let all = assessments::list(
+        c,
+        &ctx,
+        &ListFilter {
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        all.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![again.id, b.id, a.id]
+    );
+    let page = assessments::list(
+        c,
+        &ctx,
+        &ListFilter {
+            limit: 1,
+            before: Some(again.id),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(page[0].id, b.id);
+    let ce_open = assessments::list(
+        c,
+        &ctx,
+        &ListFilter {
+            framework_key: Some("cyber-essentials".into()),
+            status: Some(AssessmentStatus::InProgress),
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ce_open.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![again.id]
+    );
+    assert_eq!(
+        assessments::list(
+            c,
+            &other_ctx,
+            &ListFilter {
+                limit: 10,
+                ..Default::default()
+            }
+        )
+        .await
+        .unwrap()
+        .len(),
+        1
+    );
+
+    // A confirmed session is kept; others are deleted with their answers.
+    assert!(matches!(
+        assessments::delete(c, &ctx, a.id).await,
+        Err(StoreError::Invariant(_))
+    ));
+    assessments::set_answer(c, &ctx, again.id, "IAM-01.q1", Answer::No, None, "user:a")
+        .await
+        .unwrap();
+    assert_eq!(
+        assessments::delete(c, &ctx, again.id).await.unwrap().id,
+        again.id
+    );
+    assert!(assessments::get(c, &ctx, again.id).await.unwrap().is_none());
+    assert!(
+        assessments::answers(c, &ctx, again.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn readiness_snapshots_keep_one_daily_per_day_and_history_in_order(t: TestDb) {
+    use assay_store::repo::readiness_snapshots::{
+        self as snapshots, FrameworkScore, NewSnapshot, SnapshotTrigger,
+    };
+    use chrono::{Duration, TimeZone, Utc};
+    let (owner, org) = signup(&t.db, "snap@example.com", "Snap").await;
+    let (other_user, other) = signup(&t.db, "snap2@example.com", "Snap2").await;
+    let (_, idle) = signup(&t.db, "snap3@example.com", "Snap3").await;
+    let ctx = OrgCtx::for_verified_member(org.id, owner.id, Role::Owner);
+    let other_ctx = OrgCtx::for_verified_member(other.id, other_user.id, Role::Owner);
+    let c = t.db.primary();
+    posture::adopt(c, &ctx, "cyber-essentials").await.unwrap();
+    posture::adopt(c, &other_ctx, "soc2").await.unwrap();
+
+    let snap = |trigger, score: u8| NewSnapshot {
+        trigger,
+        overall_score: Some(score),
+        overall_percent: Some(f64::from(score) + 0.25),
+        frameworks: vec![FrameworkScore {
+            framework: "cyber-essentials".into(),
+            score: Some(score),
+            percent: Some(f64::from(score) + 0.25),
+            met: u32::from(score),
+            partial: 1,
+            missing: 2,
+            not_applicable: 0,
+        }],
+    };
+    let day1 = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
+    let day = snapshots::day_of(day1);
+    assert_eq!(day, "2026-03-01");
+    assert_eq!(
+        snapshots::orgs_due_daily(c, &day).await.unwrap(),
+        {
+            let mut v = vec![org.id, other.id];
+            v.sort();
+            v
+        },
+        "only organisations with an adopted framework are due"
+    );
+    assert!(
+        !snapshots::orgs_due_daily(c, &day)
+            .await
+            .unwrap()
+            .contains(&idle.id)
+    );
+
+    let first = snapshots::record(c, &ctx, &snap(SnapshotTrigger::Daily, 10), day1)
+        .await
+        .unwrap()
+        .expect("first daily of the day is stored");
+    assert_eq!(first.frameworks[0].met, 10);
+    // The same day again (another node, a restart) stores nothing.
+    assert!(
+        snapshots::record(
+            c,
+            &ctx,
+            &snap(SnapshotTrigger::Daily, 11),
+            day1 + Duration::hours(3)
+        )
+        .await
+        .unwrap()
+        .is_none()
+    );
+    assert_eq!(
+        snapshots::orgs_due_daily(c, &day).await.unwrap(),
+        vec![other.id]
+    );
+    // Change snapshots are not limited.
+    for (i, score) in [20u8, 30, 40].into_iter().enumerate() {
+        snapshots::record(
+            c,
+            &ctx,
+            &snap(SnapshotTrigger::Change, score),
+            day1 + Duration::hours(4 + i as i64),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    }
+    snapshots::record(
+        c,
+        &ctx,
+        &snap(SnapshotTrigger::Daily, 50),
+        day1 + Duration::days(1),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+
+    let all = snapshots::history(c, &ctx, None, 100).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|s| s.overall_score.unwrap())
+            .collect::<Vec<_>>(),
+        vec![10, 20, 30, 40, 50]
+    );
+    assert_eq!(all[0].trigger, SnapshotTrigger::Daily);
+    assert_eq!(all[1].trigger, SnapshotTrigger::Change);
+    assert_eq!(all[1].overall_percent, Some(20.25));
+    // The most recent `limit`, oldest first; `since` bounds the window.
+    let last_two = snapshots::history(c, &ctx, None, 2).await.unwrap();
+    assert_eq!(
+        last_two
+            .iter()
+            .map(|s| s.overall_score.unwrap())
+            .collect::<Vec<_>>(),
+        vec![40, 50]
+    );
+    let since = snapshots::history(c, &ctx, Some(day1 + Duration::hours(5)), 100)
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 3);
+    let latest = snapshots::latest(c, &ctx).await.unwrap().unwrap();
+    assert_eq!(latest.overall_score, Some(50));
+    assert!(snap(SnapshotTrigger::Change, 50).same_scores_as(&latest));
+    assert!(!snap(SnapshotTrigger::Change, 49).same_scores_as(&latest));
+
+    assert!(
+        snapshots::history(c, &other_ctx, None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(snapshots::latest(c, &other_ctx).await.unwrap().is_none());
 }

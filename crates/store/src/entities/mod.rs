@@ -4,6 +4,8 @@
 pub mod ai_conversation;
 pub mod ai_message;
 pub mod ai_usage;
+pub mod assessment;
+pub mod assessment_answer;
 pub mod api_key;
 pub mod audit_chain_head;
 pub mod audit_event;
@@ -16,5 +18,6 @@ pub mod org_ai_settings;
 pub mod org_control;
 pub mod org_framework;
 pub mod organisation;
+pub mod readiness_snapshot;
 pub mod refresh_token;
 pub mod user;

@@ -7,12 +7,14 @@ pub mod ai_conversations;
 pub mod ai_settings;
 pub mod ai_usage;
 pub mod api_keys;
+pub mod assessments;
 pub mod audit;
 pub mod invitations;
 pub mod login_failures;
 pub mod memberships;
 pub mod organisations;
 pub mod posture;
+pub mod readiness_snapshots;
 pub mod sessions;
 pub mod users;
 
