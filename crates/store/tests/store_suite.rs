@@ -4,8 +4,8 @@
 use assay_core::{OrgCtx, Role};
 use assay_store::repo::audit::{self, Actor, AuditFilter, NewAuditEvent};
 use assay_store::repo::{
-    ai_usage, api_keys, invitations, login_failures, memberships, organisations, posture, sessions,
-    users,
+    ai_usage, api_keys, imported_frameworks, invitations, login_failures, memberships,
+    organisations, posture, sessions, users,
 };
 use assay_store::testing::TestDb;
 use assay_store::{Backend, Db, DbSettings, StoreError};
@@ -51,6 +51,8 @@ on_both_backends!(
     posture_adoption_controls_and_profile_are_org_scoped,
     assessments_move_through_their_life_cycle_scoped_to_their_org,
     readiness_snapshots_keep_one_daily_per_day_and_history_in_order,
+    imported_frameworks_are_org_scoped_with_keys_unique_across_scopes,
+    imported_framework_key_races_admit_one_import,
 );
 
 async fn signup(db: &Db, email: &str, org: &str) -> (users::User, organisations::Organisation) {
@@ -729,6 +731,194 @@ async fn posture_adoption_controls_and_profile_are_org_scoped(t: TestDb) {
         "finance"
     );
     assert!(posture::profile(c, &other_ctx).await.unwrap().is_none());
+}
+
+fn import<'a>(key: &'a str, pack: &'a str) -> imported_frameworks::NewImport<'a> {
+    imported_frameworks::NewImport {
+        key,
+        name: "Imported",
+        version: "1",
+        source_format: "yaml",
+        original_filename: Some("pack.yaml"),
+        pack,
+        checks: None,
+        requirement_count: 2,
+        imported_by: Some("test"),
+    }
+}
+
+async fn imported_frameworks_are_org_scoped_with_keys_unique_across_scopes(t: TestDb) {
+    let (a_user, a) = signup(&t.db, "imp-a@example.com", "ImpA").await;
+    let (b_user, b) = signup(&t.db, "imp-b@example.com", "ImpB").await;
+    let a_ctx = OrgCtx::for_verified_member(a.id, a_user.id, Role::Owner);
+    let b_ctx = OrgCtx::for_verified_member(b.id, b_user.id, Role::Owner);
+    let c = t.db.primary();
+    let taken = |r: Result<imported_frameworks::ImportedFramework, StoreError>| matches!(r, Err(StoreError::Conflict { ref field }) if field == "key");
+
+    let rec = imported_frameworks::insert_for_org(c, &a_ctx, &import("acme", "pack-a"))
+        .await
+        .unwrap();
+    assert_eq!(rec.org_id, Some(a.id));
+    assert_eq!(rec.requirement_count, 2);
+    // Another organisation may use the same key privately; the first may not twice.
+    imported_frameworks::insert_for_org(c, &b_ctx, &import("acme", "pack-b"))
+        .await
+        .unwrap();
+    assert!(taken(
+        imported_frameworks::insert_for_org(c, &a_ctx, &import("acme", "again")).await
+    ));
+    // Built-in keys belong to the built-in packs, in every scope.
+    assert!(taken(
+        imported_frameworks::insert_for_org(c, &a_ctx, &import("nist-csf", "x")).await
+    ));
+    assert!(taken(
+        imported_frameworks::insert_platform(c, &import("iso27001", "x")).await
+    ));
+    // A platform-wide key must be free everywhere, and then shadows nothing.
+    assert!(taken(
+        imported_frameworks::insert_platform(c, &import("acme", "x")).await
+    ));
+    imported_frameworks::insert_platform(c, &import("shared", "pack-p"))
+        .await
+        .unwrap();
+    assert!(taken(
+        imported_frameworks::insert_for_org(c, &b_ctx, &import("shared", "x")).await
+    ));
+    assert!(taken(
+        imported_frameworks::insert_platform(c, &import("shared", "x")).await
+    ));
+
+    // Each organisation lists its own; both see the platform pack.
+    let own = imported_frameworks::list_for_org(c, &a_ctx).await.unwrap();
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].key, "acme");
+    let visible: Vec<(String, bool)> = imported_frameworks::list_visible(c, &b_ctx)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, r.org_id.is_none()))
+        .collect();
+    assert_eq!(
+        visible,
+        vec![("acme".to_owned(), false), ("shared".to_owned(), true)]
+    );
+    assert_eq!(
+        imported_frameworks::list_platform(c).await.unwrap().len(),
+        1
+    );
+    let packs = imported_frameworks::org_packs(c, &b_ctx).await.unwrap();
+    assert_eq!(packs[0].pack, "pack-b");
+    assert_eq!(
+        imported_frameworks::platform_packs(c).await.unwrap()[0].pack,
+        "pack-p"
+    );
+    assert_eq!(
+        imported_frameworks::get(c, &a_ctx, "acme")
+            .await
+            .unwrap()
+            .unwrap()
+            .pack,
+        "pack-a"
+    );
+    assert!(
+        imported_frameworks::get(c, &a_ctx, "shared")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        imported_frameworks::lock_visible(c, &a_ctx, "shared")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !imported_frameworks::lock_visible(c, &a_ctx, "nope")
+            .await
+            .unwrap()
+    );
+
+    // Deleting: refused while adopted, scoped to the owner organisation.
+    assert!(posture::adopt(c, &a_ctx, "acme").await.unwrap());
+    assert!(matches!(
+        imported_frameworks::delete_for_org(c, &a_ctx, "acme").await,
+        Err(StoreError::Invariant(_))
+    ));
+    assert!(matches!(
+        imported_frameworks::delete_for_org(c, &a_ctx, "shared").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(posture::unadopt(c, &a_ctx, "acme").await.unwrap());
+    let gone = imported_frameworks::delete_for_org(c, &a_ctx, "acme")
+        .await
+        .unwrap();
+    assert_eq!(gone.key, "acme");
+    assert!(
+        imported_frameworks::list_for_org(c, &a_ctx)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        imported_frameworks::list_for_org(c, &b_ctx)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    assert!(posture::adopt(c, &b_ctx, "shared").await.unwrap());
+    assert!(matches!(
+        imported_frameworks::delete_platform(c, "shared").await,
+        Err(StoreError::Invariant(_))
+    ));
+    assert!(posture::unadopt(c, &b_ctx, "shared").await.unwrap());
+    imported_frameworks::delete_platform(c, "shared")
+        .await
+        .unwrap();
+    assert!(
+        imported_frameworks::list_platform(c)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Several transactions importing one key at once, privately and platform-wide: exactly
+/// one wins, whatever the interleaving (the per-key lock on PostgreSQL, the single writer on
+/// SQLite), and no organisation ends up seeing two frameworks with one key.
+async fn imported_framework_key_races_admit_one_import(t: TestDb) {
+    let (user, org) = signup(&t.db, "race@example.com", "Race").await;
+    let ctx = OrgCtx::for_verified_member(org.id, user.id, Role::Owner);
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let (db, ctx) = (t.db.clone(), ctx.clone());
+        tasks.push(tokio::spawn(async move {
+            db.write(move |txn| {
+                Box::pin(async move {
+                    let new = import("contested", "pack");
+                    if i % 2 == 0 {
+                        imported_frameworks::insert_platform(txn, &new).await
+                    } else {
+                        imported_frameworks::insert_for_org(txn, &ctx, &new).await
+                    }
+                })
+            })
+            .await
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(StoreError::Conflict { field }) => assert_eq!(field, "key"),
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(won, 1);
+    let visible = imported_frameworks::list_visible(t.db.primary(), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(visible.len(), 1);
 }
 
 async fn assessments_move_through_their_life_cycle_scoped_to_their_org(t: TestDb) {

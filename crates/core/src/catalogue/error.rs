@@ -74,6 +74,12 @@ pub enum ProblemKind {
     UnknownRequirement { reference: String },
     #[error("a mapping must join two different requirements")]
     SelfMapping,
+    #[error("is {found} characters long; at most {max} are allowed")]
+    TooLong { max: usize, found: usize },
+    #[error("{value:?} is reserved and cannot name a framework")]
+    ReservedKey { value: String },
+    #[error("cannot be stored: it does not read back unchanged as an Assay pack")]
+    NotStorable,
     #[error("must have {min} to {max} entries, has {found}")]
     Count {
         min: usize,

@@ -21,6 +21,14 @@ pub struct Catalogue {
     controls_by_requirement: HashMap<RequirementRef, Vec<usize>>,
 }
 
+/// The result of [`Catalogue::with_frameworks`]: the wider catalogue and the problems of
+/// the frameworks that were left out of it.
+#[derive(Debug, Clone)]
+pub struct Extended {
+    pub catalogue: Catalogue,
+    pub skipped: Vec<Problem>,
+}
+
 /// A document already read, kept with its name so cross-document problems can cite it.
 struct Named<T> {
     document: String,
@@ -189,6 +197,49 @@ impl Catalogue {
             }
         }
         finish(catalogue, problems)
+    }
+
+    /// This catalogue plus imported frameworks (an organisation's view: the built-in packs,
+    /// the platform-wide imports and its own). A framework that has problems of its own or
+    /// whose key is already taken is left out and reported in [`Extended::skipped`] rather
+    /// than failing the whole view: one bad stored pack (or a built-in pack added later
+    /// under a key someone had imported) must not take every other framework down with it.
+    /// The controls and mappings stay as they are; imported frameworks bring none.
+    pub fn with_frameworks(&self, frameworks: impl IntoIterator<Item = Framework>) -> Extended {
+        let mut catalogue = self.clone();
+        let mut skipped = Vec::new();
+        for framework in frameworks {
+            let document = format!("framework {}", framework.key);
+            if self.framework_index.contains_key(&framework.key)
+                || catalogue.framework_index.contains_key(&framework.key)
+            {
+                skipped.push(Problem::new(
+                    &document,
+                    "framework.key",
+                    ProblemKind::Duplicate {
+                        what: "framework key",
+                        value: framework.key.clone(),
+                        first: "an earlier framework of the catalogue".into(),
+                    },
+                ));
+                continue;
+            }
+            let problems = super::pack::framework_problems(&document, &framework);
+            if !problems.is_empty() {
+                skipped.extend(problems);
+                continue;
+            }
+            let f = catalogue.frameworks.len();
+            for (r, requirement) in framework.requirements.iter().enumerate() {
+                catalogue
+                    .requirement_index
+                    .entry(RequirementRef::new(&framework.key, &requirement.ref_id))
+                    .or_insert((f, r));
+            }
+            catalogue.framework_index.insert(framework.key.clone(), f);
+            catalogue.frameworks.push(framework);
+        }
+        Extended { catalogue, skipped }
     }
 
     fn check_references(

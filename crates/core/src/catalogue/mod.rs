@@ -10,6 +10,7 @@ mod oscal;
 mod pack;
 mod prowler;
 mod reader;
+mod stored;
 
 #[cfg(test)]
 mod tests;
@@ -18,7 +19,7 @@ pub use builtin::{BUILTIN_DOCUMENTS, builtin};
 pub use error::{CatalogueError, Problem, ProblemKind};
 pub use export::framework_to_yaml;
 pub use import::{Format, ImportOptions, ImportedFramework, import_document};
-pub use index::Catalogue;
+pub use index::{Catalogue, Extended};
 pub use model::{
     CommonControl, ControlLibrary, ControlMapping, Framework, Licence, MappingSet, Provenance,
     Relationship, Requirement, RequirementMapping, RequirementRef,
@@ -32,3 +33,4 @@ pub use pack::{
     parse_controls, parse_document, parse_framework, parse_mappings,
 };
 pub use prowler::{ProwlerCheck, ProwlerImport, parse_prowler};
+pub use stored::{MAX_KEY_LEN, PreparedPack, RESERVED_KEYS, prepare_pack, read_stored_pack};

@@ -17,7 +17,9 @@ use super::model::{Framework, Licence, Provenance, Requirement};
 use super::pack::framework_problems;
 
 /// One Prowler check that gives evidence for a requirement on one provider.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct ProwlerCheck {
     /// Prowler's provider name, lower-case (`aws`, `azure`, `gcp`, `m365`...).
     pub provider: String,

@@ -9,6 +9,7 @@ mod m0001_identity_and_audit;
 mod m0002_sessions_invitations_api_keys;
 mod m0003_ai_usage;
 mod m0004_compliance_posture;
+mod m0005_imported_frameworks;
 mod m0006_assessments_and_snapshots;
 mod m0007_ai_conversations;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_sessions_invitations_api_keys::Migration),
             Box::new(m0003_ai_usage::Migration),
             Box::new(m0004_compliance_posture::Migration),
+            Box::new(m0005_imported_frameworks::Migration),
             Box::new(m0006_assessments_and_snapshots::Migration),
             Box::new(m0007_ai_conversations::Migration),
         ]
