@@ -413,6 +413,8 @@ pub mod perm {
         FrameworksAdopt,
         ControlsRead,
         ControlsWrite,
-        ReportsExport
+        ReportsExport,
+        AiUse,
+        AiAdmin
     );
 }

@@ -327,6 +327,22 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
             get(routes::posture::readiness),
         )
         .route(
+            "/api/v1/orgs/{org_id}/ai/settings",
+            get(routes::ai::get_settings).put(routes::ai::put_settings),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/ai/conversations",
+            get(routes::ai::list_conversations).post(routes::ai::create_conversation),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/ai/conversations/{conversation_id}",
+            get(routes::ai::get_conversation).delete(routes::ai::delete_conversation),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/ai/conversations/{conversation_id}/messages",
+            post(routes::ai::post_message),
+        )
+        .route(
             "/api/v1/orgs/{org_id}/controls/{key}",
             get(routes::compliance::get_control).patch(routes::compliance::update_control),
         )

@@ -144,6 +144,43 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Access> {
             Org(P::FrameworksRead),
         ),
         (("GET", "/api/v1/frameworks/{key}/export"), SignedIn),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/ai/settings"),
+            Org(P::AiAdmin),
+        ),
+        (
+            ("PUT", "/api/v1/orgs/{org_id}/ai/settings"),
+            Org(P::AiAdmin),
+        ),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/ai/conversations"),
+            Org(P::AiUse),
+        ),
+        (
+            ("POST", "/api/v1/orgs/{org_id}/ai/conversations"),
+            Org(P::AiUse),
+        ),
+        (
+            (
+                "GET",
+                "/api/v1/orgs/{org_id}/ai/conversations/{conversation_id}",
+            ),
+            Org(P::AiUse),
+        ),
+        (
+            (
+                "DELETE",
+                "/api/v1/orgs/{org_id}/ai/conversations/{conversation_id}",
+            ),
+            Org(P::AiUse),
+        ),
+        (
+            (
+                "POST",
+                "/api/v1/orgs/{org_id}/ai/conversations/{conversation_id}/messages",
+            ),
+            Org(P::AiUse),
+        ),
     ])
 }
 
@@ -312,6 +349,24 @@ impl Fixture {
         body["api_key"]["id"].as_str().unwrap().to_owned()
     }
 
+    /// An assistant conversation in `org`: started by `token`'s holder when they may,
+    /// otherwise by the organisation's owner. Its id.
+    async fn conversation(&self, org: &Org, token: Option<&str>) -> String {
+        let path = format!("/api/v1/orgs/{}/ai/conversations", org.id);
+        let body = Some(json!({ "title": "matrix" }));
+        if let Some(t) = token {
+            let (status, created) =
+                send(&self.app, Method::POST, &path, Some(t), body.clone()).await;
+            if status == 201 {
+                return created["conversation"]["id"].as_str().unwrap().to_owned();
+            }
+        }
+        let (status, created) =
+            send(&self.app, Method::POST, &path, Some(&org.owner.access), body).await;
+        assert_eq!(status, 201, "{created}");
+        created["conversation"]["id"].as_str().unwrap().to_owned()
+    }
+
     /// The request for one cell: path, credential and body. `who` is `None` for no
     /// credential; `which` is the organisation in the path, if there is one.
     async fn request(
@@ -449,6 +504,27 @@ impl Fixture {
                     .invite(org_id, &self.other.owner, &email, Role::Viewer)
                     .await;
                 (template.replace("{token}", &invitation), token, None)
+            }
+            ("PUT", "/api/v1/orgs/{org_id}/ai/settings") => (
+                org_path,
+                token,
+                Some(
+                    json!({ "monthly_budget_usd": null, "store_prompts": false, "safety_profile": "standard" }),
+                ),
+            ),
+            ("POST", "/api/v1/orgs/{org_id}/ai/conversations") => {
+                (org_path, token, Some(json!({ "title": "matrix" })))
+            }
+            (
+                "GET" | "DELETE" | "POST",
+                "/api/v1/orgs/{org_id}/ai/conversations/{conversation_id}"
+                | "/api/v1/orgs/{org_id}/ai/conversations/{conversation_id}/messages",
+            ) => {
+                // Conversations are their starter's: the caller's own when it may start one.
+                let id = self.conversation(org, token.as_deref()).await;
+                let body = (method == "POST")
+                    .then(|| json!({ "content": "What does IAM-01 ask of us?", "stream": false }));
+                (org_path.replace("{conversation_id}", &id), token, body)
             }
             ("GET", _) => (org_path, token, None),
             ("PATCH", "/api/v1/orgs/{org_id}") => {

@@ -34,6 +34,10 @@ pub struct AiLimitsConfig {
     /// The cost assumed for an answer's output when a request does not cap it, in tokens,
     /// for the in-flight estimate the budget check adds to the recorded spend.
     pub estimated_output_tokens: u32,
+    /// How long an organisation's recorded monthly spend and AI settings are reused
+    /// in-process before being read again (milliseconds; 0 reads them on every call).
+    /// In-flight and just-finished calls are always counted on top.
+    pub spend_cache_ms: u64,
 }
 
 impl Default for AiLimitsConfig {
@@ -48,6 +52,7 @@ impl Default for AiLimitsConfig {
             default_monthly_budget_usd: 50.0,
             budget_warning_ratio: 0.8,
             estimated_output_tokens: 1_024,
+            spend_cache_ms: 1_000,
         }
     }
 }
@@ -76,6 +81,12 @@ impl AiLimitsConfig {
             out.push((
                 "ai_limits.default_monthly_budget_usd",
                 "must be a number of USD, 0 or more".to_owned(),
+            ));
+        }
+        if self.spend_cache_ms > 60_000 {
+            out.push((
+                "ai_limits.spend_cache_ms",
+                "must be at most 60000 (a budget must not lag a minute behind)".to_owned(),
             ));
         }
         if !(self.budget_warning_ratio > 0.0 && self.budget_warning_ratio < 1.0) {

@@ -4,8 +4,10 @@
 //! says so and `ai.budget.warning` is audited once a month; at 100 % calls stop with
 //! `ai_budget_exceeded`.
 //!
-//! The ledger is written in batches shortly after each call, so a finished call's real cost
-//! stays counted in-process for a few seconds (until its row is surely stored). In-flight
+//! The recorded spend is reused for `ai_limits.spend_cache_ms` (one `SUM` per organisation
+//! per interval, not per call). The ledger is written in batches shortly after each call, so
+//! a finished call's real cost stays counted in-process until a fresh read surely includes
+//! its row (cache lifetime + 2 s): counted twice for a moment, never zero times. In-flight
 //! estimates are per process: several nodes can together overshoot by at most the calls
 //! they have in flight at the moment the budget runs out.
 
@@ -19,8 +21,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How long a finished call's cost is counted in-process after it finished.
-const LEDGER_LAG: Duration = Duration::from_secs(3);
+/// How long after a call the ledger surely has its row (batched writes, a slow database).
+const LEDGER_LAG: Duration = Duration::from_secs(2);
 
 /// Where an organisation stands against its budget, as answers report it.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -64,10 +66,19 @@ pub fn month_key(now: DateTime<Utc>) -> String {
     now.format("%Y-%m").to_string()
 }
 
-/// In-process amounts per organisation not yet in the ledger.
-#[derive(Clone, Default)]
+/// In-process amounts per organisation not yet in the ledger, and recent ledger reads.
+#[derive(Clone)]
 pub struct Budgets {
     pending: Arc<Mutex<HashMap<OrgId, f64>>>,
+    recorded: Option<moka::future::Cache<OrgId, f64>>,
+    /// How long a finished call's cost stays counted in-process.
+    hold: Duration,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Self::new(Duration::ZERO)
+    }
 }
 
 /// An estimate held for a running call; released when settled or dropped.
@@ -87,7 +98,7 @@ impl Reservation {
         if actual_usd > 0.0 {
             let (budgets, org) = (self.budgets.clone(), self.org);
             tokio::spawn(async move {
-                tokio::time::sleep(LEDGER_LAG).await;
+                tokio::time::sleep(budgets.hold).await;
                 budgets.add(org, -actual_usd);
             });
         }
@@ -103,6 +114,31 @@ impl Drop for Reservation {
 }
 
 impl Budgets {
+    /// Reuse an organisation's recorded spend for `cache` (zero: read it every time).
+    pub fn new(cache: Duration) -> Self {
+        Self {
+            pending: Arc::default(),
+            recorded: (!cache.is_zero()).then(|| {
+                moka::future::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(cache)
+                    .build()
+            }),
+            hold: cache + LEDGER_LAG,
+        }
+    }
+
+    async fn recorded(&self, db: &Db, org: OrgId, since: DateTime<Utc>) -> Result<f64, AiApiError> {
+        let read = async { ai_usage::org_spend_since(db.primary(), org, since).await };
+        match &self.recorded {
+            Some(cache) => Ok(cache
+                .try_get_with(org, read)
+                .await
+                .map_err(|e| AiApiError::Api(shared_store_error(&e)))?),
+            None => Ok(read.await?),
+        }
+    }
+
     fn add(&self, org: OrgId, delta: f64) {
         let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let v = map.entry(org).or_insert(0.0);
@@ -134,7 +170,7 @@ impl Budgets {
     ) -> Result<(BudgetStatus, Reservation), AiApiError> {
         let now = Utc::now();
         let (start, next) = month_bounds(now);
-        let recorded = ai_usage::org_spend_since(db.primary(), org, start).await?;
+        let recorded = self.recorded(db, org, start).await?;
         let spent = recorded + self.pending(org);
         if spent >= limit_usd {
             return Err(AiApiError::BudgetExceeded {
@@ -164,6 +200,15 @@ impl Budgets {
                 settled: false,
             },
         ))
+    }
+}
+
+/// A store error shared by the callers of one cache load, as the API shows it.
+pub(crate) fn shared_store_error(e: &assay_store::StoreError) -> crate::error::ApiError {
+    if e.is_unavailable() {
+        crate::error::ApiError::unavailable("the database is temporarily unavailable")
+    } else {
+        crate::error::ApiError::internal(e)
     }
 }
 

@@ -4,6 +4,7 @@
 mod audit_queue;
 pub mod budget;
 pub mod errors;
+pub mod grounding;
 pub mod limits;
 pub mod pipeline;
 pub mod schema;

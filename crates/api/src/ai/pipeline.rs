@@ -172,6 +172,9 @@ pub struct PipelineAnswer {
     pub meta: AnswerMeta,
     pub safety: SafetySummary,
     pub budget: BudgetStatus,
+    /// The caller's last message as the provider received it (redacted where the input
+    /// policy said so): what to store when the prompt is kept.
+    pub prompt: Option<String>,
 }
 
 /// What a streamed answer delivers, in order: `Metadata`, `Content`*, then `Complete` or
@@ -215,6 +218,8 @@ struct Inner {
     db: Db,
     limits: AiLimits,
     budgets: Budgets,
+    /// Organisations' AI settings, reused for `spend_cache_ms` (dropped on change here).
+    settings: Option<moka::future::Cache<OrgId, AiSettings>>,
     cfg: AiLimitsConfig,
     audit: AuditQueue,
     /// The highest configured prices (USD per million tokens), for in-flight estimates.
@@ -230,6 +235,7 @@ struct Prepared {
     input: Action,
     input_rules: Vec<String>,
     prompt: Option<Vec<ChatMessage>>,
+    last_input: Option<String>,
     schema: Option<Value>,
     resource: Option<(String, String)>,
     started: Instant,
@@ -274,13 +280,20 @@ impl AiPipeline {
                 acc.1.max(m.price.output_per_million),
             )
         });
+        let reuse = std::time::Duration::from_millis(config.ai_limits.spend_cache_ms);
         Self {
             inner: Arc::new(Inner {
                 gateway,
                 audit: AuditQueue::start(db.clone(), 10_000),
                 db,
                 limits,
-                budgets: Budgets::default(),
+                budgets: Budgets::new(reuse),
+                settings: (!reuse.is_zero()).then(|| {
+                    moka::future::Cache::builder()
+                        .max_capacity(100_000)
+                        .time_to_live(reuse)
+                        .build()
+                }),
                 cfg: config.ai_limits.clone(),
                 max_price,
             }),
@@ -291,13 +304,12 @@ impl AiPipeline {
         &self.inner.limits
     }
 
-    /// The organisation's AI settings with the deployment defaults filled in.
-    pub async fn settings(&self, ctx: &OrgCtx) -> Result<AiSettings, AiApiError> {
-        let mut s = ai_settings::get(self.inner.db.primary(), ctx).await?;
-        if s.monthly_budget_usd.is_none() {
-            s.monthly_budget_usd = Some(self.inner.cfg.default_monthly_budget_usd);
+    /// Forget the cached AI settings of `org` (they were just changed on this node; other
+    /// nodes pick the change up within `spend_cache_ms`).
+    pub async fn settings_changed(&self, org: OrgId) {
+        if let Some(cache) = &self.inner.settings {
+            cache.invalidate(&org).await;
         }
-        Ok(s)
     }
 
     /// Answer `messages` for `task` on behalf of `caller`, whole. See the module docs for
@@ -388,7 +400,7 @@ impl Inner {
             .await?;
 
         let ctx = caller.ctx();
-        let settings = ai_settings::get(self.db.primary(), &ctx).await?;
+        let settings = self.org_settings(&ctx).await?;
         let limit = settings
             .monthly_budget_usd
             .unwrap_or(self.cfg.default_monthly_budget_usd);
@@ -478,6 +490,12 @@ impl Inner {
         request.params = params.generation;
         request.hints = params.hints;
         request.bypass_cache = params.bypass_cache;
+        let last_input = request
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role != MessageRole::System)
+            .map(|m| m.content.clone());
         let prompt = settings.store_prompts.then(|| {
             request
                 .messages
@@ -494,10 +512,22 @@ impl Inner {
             input,
             input_rules,
             prompt,
+            last_input,
             schema: params.output_schema,
             resource: params.resource,
             started,
         })
+    }
+
+    async fn org_settings(&self, ctx: &OrgCtx) -> Result<AiSettings, AiApiError> {
+        let read = async { ai_settings::get(self.db.primary(), ctx).await };
+        match &self.settings {
+            Some(cache) => Ok(cache
+                .try_get_with(ctx.org_id(), read)
+                .await
+                .map_err(|e| AiApiError::Api(super::budget::shared_store_error(&e)))?),
+            None => Ok(read.await?),
+        }
     }
 
     /// Audit `ai.budget.warning` the first time this month the threshold is crossed.
@@ -511,7 +541,7 @@ impl Inner {
             "used_ratio": budget.used_ratio,
             "threshold": self.cfg.budget_warning_ratio,
         });
-        let ctx = ctx.clone();
+        let ctx = *ctx;
         let res = self
             .db
             .write(move |txn| {
@@ -613,6 +643,7 @@ impl Inner {
             output_rules: output_rules.clone(),
         };
         let budget = p.budget;
+        let prompt = p.last_input.clone();
         self.end(caller, p, "ok", Some(&meta), output, &output_rules, false);
         Ok(PipelineAnswer {
             text,
@@ -620,6 +651,7 @@ impl Inner {
             meta,
             safety,
             budget,
+            prompt,
         })
     }
 
@@ -803,6 +835,7 @@ impl Inner {
                             output_rules: rules.clone(),
                         },
                         budget: p.budget,
+                        prompt: p.last_input.clone(),
                     };
                     let _ = send(&tx, PipelineEvent::Complete(Box::new(answer))).await;
                     return self.end(&caller, p, "ok", Some(&meta), end.action, &rules, true);

@@ -1,5 +1,6 @@
 //! HTTP routes, one module per area.
 
+pub mod ai;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;

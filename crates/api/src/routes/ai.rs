@@ -1,0 +1,577 @@
+//! The assistant through HTTP: an organisation's AI settings (budget, prompt storage, safety
+//! profile; `ai.admin`) and conversations with streamed answers (`ai.use`).
+//!
+//! Conversations belong to the organisation and to whoever started them: other members see
+//! 404, like another organisation. `POST .../messages` answers with Server-Sent Events —
+//! each `data:` a JSON object `{chunk_id, chunk_type, content}` with `chunk_type`
+//! `metadata` (first: model, provider, offline, fallback), `content` (text in order, already
+//! through output safety), then `complete` (usage, cost, safety, budget, stored message id)
+//! or `error` (`error.code` is one of the `ai_*` codes) — or with one JSON document when the
+//! body says `"stream": false`. Failures before the answer starts (limits, budget, a blocked
+//! prompt) are plain JSON errors with their status. Both messages are stored once the answer
+//! is complete: the question as the provider received it, the answer as the client saw it.
+
+use crate::ai::budget::{BudgetStatus, month_bounds};
+use crate::ai::grounding::org_system_prompt;
+use crate::ai::{AiApiError, AiCaller, PipelineAnswer, PipelineEvent, PipelineParams};
+use crate::auth::{RequirePermission, perm};
+use crate::error::ApiError;
+use crate::json::{ValidJson, invalid_field};
+use crate::state::AppState;
+use assay_ai::{ChatMessage, TaskKind};
+use assay_core::OrgCtx;
+use assay_safety::Profile;
+use assay_store::repo::ai_conversations::{self as conversations, Message, NewMessage};
+use assay_store::repo::ai_settings::{self, AiSettings};
+use assay_store::repo::{ai_usage, audit};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use garde::Validate;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// Earlier messages sent with a new question, at most (the newest ones).
+const HISTORY_MESSAGES: usize = 20;
+/// Characters of earlier messages sent with a new question, at most.
+const HISTORY_CHARS: usize = 24_000;
+
+const BUDGET_USED: HeaderName = HeaderName::from_static("x-ai-budget-used");
+const BUDGET_WARNING: HeaderName = HeaderName::from_static("x-ai-budget-warning");
+
+fn with_budget_headers(mut res: Response, budget: &BudgetStatus) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&budget.header_value()) {
+        res.headers_mut().insert(BUDGET_USED, v);
+    }
+    if budget.warning {
+        res.headers_mut()
+            .insert(BUDGET_WARNING, HeaderValue::from_static("true"));
+    }
+    res
+}
+
+// ---------------------------------------------------------------------------------------
+// Settings
+
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AiSettingsBody {
+    /// Monthly AI budget in USD; `null` uses the deployment default.
+    #[garde(skip)]
+    pub monthly_budget_usd: Option<f64>,
+    /// Keep prompts (as sent to the provider, after redaction) in the audit log.
+    #[garde(skip)]
+    pub store_prompts: bool,
+    /// `permissive`, `standard` or `strict`; roles may raise it (a viewer is always strict).
+    #[garde(length(min = 1, max = 16))]
+    pub safety_profile: String,
+}
+
+async fn settings_view(state: &AppState, ctx: &OrgCtx) -> Result<Value, ApiError> {
+    let stored = ai_settings::get(state.db().primary(), ctx).await?;
+    let default = state.config().ai_limits.default_monthly_budget_usd;
+    let limit = stored.monthly_budget_usd.unwrap_or(default);
+    let (start, next) = month_bounds(chrono::Utc::now());
+    let spent = ai_usage::org_spend_since(state.db().primary(), ctx.org_id(), start).await?;
+    Ok(json!({
+        "monthly_budget_usd": limit,
+        "budget_is_default": stored.monthly_budget_usd.is_none(),
+        "store_prompts": stored.store_prompts,
+        "safety_profile": stored.safety_profile,
+        "spent_this_month_usd": spent,
+        "used_ratio": if limit > 0.0 { spent / limit } else { 1.0 },
+        "warning_ratio": state.config().ai_limits.budget_warning_ratio,
+        "resets_at": next,
+    }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/ai/settings",
+    operation_id = "get_ai_settings",
+    tag = "ai",
+    summary = "The organisation's AI budget, prompt storage and safety profile, with this month's spend (needs `ai.admin`)",
+    params(crate::openapi::OrgIdParam),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Settings and spend"),
+        (status = 403, description = "The caller lacks `ai.admin`", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn get_settings(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::AiAdmin>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(settings_view(&state, &access.ctx).await?))
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/orgs/{org_id}/ai/settings",
+    operation_id = "put_ai_settings",
+    tag = "ai",
+    summary = "Set the AI budget, prompt storage and safety profile (needs `ai.admin`); audited",
+    params(crate::openapi::OrgIdParam),
+    request_body = AiSettingsBody,
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Stored; the settings and spend"),
+        (status = 422, description = "A field is invalid", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn put_settings(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::AiAdmin>,
+    ValidJson(body): ValidJson<AiSettingsBody>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(b) = body.monthly_budget_usd
+        && !(b.is_finite() && (0.0..=10_000_000.0).contains(&b))
+    {
+        return Err(invalid_field(
+            "monthly_budget_usd",
+            "must be a number of USD between 0 and 10000000, or null for the default",
+        ));
+    }
+    let profile: Profile = body.safety_profile.parse().map_err(|_| {
+        invalid_field(
+            "safety_profile",
+            "must be one of permissive, standard, strict",
+        )
+    })?;
+    let new = AiSettings {
+        monthly_budget_usd: body.monthly_budget_usd,
+        store_prompts: body.store_prompts,
+        safety_profile: profile.as_str().to_owned(),
+        budget_warned_month: None,
+    };
+    let access = access.access;
+    let ctx = access.ctx;
+    state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                let before = ai_settings::get(txn, &access.ctx).await?;
+                let after = ai_settings::put(txn, &access.ctx, &new).await?;
+                let mut ev = access
+                    .event("ai.settings.updated")
+                    .resource("organisation", access.ctx.org_id());
+                ev.details = json!({
+                    "before": { "monthly_budget_usd": before.monthly_budget_usd, "store_prompts": before.store_prompts, "safety_profile": before.safety_profile },
+                    "after": { "monthly_budget_usd": after.monthly_budget_usd, "store_prompts": after.store_prompts, "safety_profile": after.safety_profile },
+                });
+                audit::append(txn, ev).await?;
+                Ok(())
+            })
+        })
+        .await?;
+    state.ai_pipeline().settings_changed(ctx.org_id()).await;
+    Ok(Json(settings_view(&state, &ctx).await?))
+}
+
+// ---------------------------------------------------------------------------------------
+// Conversations
+
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConversationBody {
+    /// A title; defaults to "New conversation".
+    #[garde(inner(length(chars, min = 1, max = 200)))]
+    pub title: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/ai/conversations",
+    operation_id = "create_ai_conversation",
+    tag = "ai",
+    summary = "Start an assistant conversation (needs `ai.use`)",
+    params(crate::openapi::OrgIdParam),
+    request_body = CreateConversationBody,
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "The conversation"),
+        (status = 403, description = "The caller lacks `ai.use`", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn create_conversation(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::AiUse>,
+    ValidJson(body): ValidJson<CreateConversationBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let access = access.access;
+    let owner = AiCaller::from_access(&access).key();
+    let title = body
+        .title
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "New conversation".to_owned());
+    let created = state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                let c = conversations::create(txn, &access.ctx, &owner, &title).await?;
+                audit::append(
+                    txn,
+                    access
+                        .event("ai.conversation.created")
+                        .resource("ai_conversation", c.id),
+                )
+                .await?;
+                Ok(c)
+            })
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "conversation": created })),
+    ))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// At most this many (1..=200, default 50), most recently active first.
+    pub limit: Option<u64>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/ai/conversations",
+    operation_id = "list_ai_conversations",
+    tag = "ai",
+    summary = "The caller's conversations, most recently active first (needs `ai.use`)",
+    params(crate::openapi::OrgIdParam, ListQuery),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses((status = 200, description = "The conversations"))
+)]
+pub async fn list_conversations(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::AiUse>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(invalid_field("limit", "must be between 1 and 200"));
+    }
+    let owner = AiCaller::from_access(&access).key();
+    let items = conversations::list(state.db().primary(), &access.ctx, &owner, limit).await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+/// The path's ids; a malformed conversation id is simply not found.
+#[derive(Deserialize)]
+pub struct ConversationPath {
+    #[allow(dead_code)]
+    org_id: String,
+    conversation_id: String,
+}
+
+fn conversation_id(p: &ConversationPath) -> Result<Uuid, ApiError> {
+    p.conversation_id
+        .parse()
+        .map_err(|_| ApiError::not_found("conversation"))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/ai/conversations/{conversation_id}",
+    operation_id = "get_ai_conversation",
+    tag = "ai",
+    summary = "A conversation with its messages (needs `ai.use`; only its owner sees it)",
+    params(crate::openapi::OrgIdParam, ("conversation_id" = Uuid, Path, description = "Conversation id")),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The conversation and its messages in order"),
+        (status = 404, description = "No such conversation of the caller's", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn get_conversation(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::AiUse>,
+    Path(path): Path<ConversationPath>,
+) -> Result<Json<Value>, ApiError> {
+    let id = conversation_id(&path)?;
+    let owner = AiCaller::from_access(&access).key();
+    let db = state.db().primary();
+    let conv = conversations::get(db, &access.ctx, &owner, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    let messages = conversations::messages(db, &access.ctx, id).await?;
+    Ok(Json(json!({ "conversation": conv, "messages": messages })))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org_id}/ai/conversations/{conversation_id}",
+    operation_id = "delete_ai_conversation",
+    tag = "ai",
+    summary = "Delete a conversation and its messages (needs `ai.use`; its owner only); audited",
+    params(crate::openapi::OrgIdParam, ("conversation_id" = Uuid, Path, description = "Conversation id")),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such conversation of the caller's", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn delete_conversation(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::AiUse>,
+    Path(path): Path<ConversationPath>,
+) -> Result<StatusCode, ApiError> {
+    let id = conversation_id(&path)?;
+    let access = access.access;
+    let owner = AiCaller::from_access(&access).key();
+    state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                if !conversations::delete(txn, &access.ctx, &owner, id).await? {
+                    return Err(assay_store::StoreError::not_found("conversation"));
+                }
+                audit::append(
+                    txn,
+                    access
+                        .event("ai.conversation.deleted")
+                        .resource("ai_conversation", id),
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessageBody {
+    /// The question (1..=16000 characters).
+    #[garde(length(chars, min = 1, max = 16000))]
+    pub content: String,
+    /// Stream the answer as Server-Sent Events (default) or answer with one JSON document.
+    #[garde(skip)]
+    #[serde(default = "default_true")]
+    pub stream: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Earlier messages, newest last, within the history limits.
+fn history(messages: &[Message]) -> Vec<ChatMessage> {
+    let mut out = Vec::new();
+    let mut chars = 0;
+    for m in messages.iter().rev().take(HISTORY_MESSAGES) {
+        chars += m.content.len();
+        if chars > HISTORY_CHARS {
+            break;
+        }
+        out.push(match m.role.as_str() {
+            "assistant" => ChatMessage::assistant(m.content.clone()),
+            _ => ChatMessage::user(m.content.clone()),
+        });
+    }
+    out.reverse();
+    out
+}
+
+/// Store the question and the answer together, once the answer is complete.
+async fn store_exchange(
+    state: &AppState,
+    ctx: &OrgCtx,
+    conversation: Uuid,
+    question: String,
+    answer: &PipelineAnswer,
+) -> Result<(Message, Message), ApiError> {
+    let ctx = *ctx;
+    let user = NewMessage {
+        role: "user".into(),
+        content: answer.prompt.clone().unwrap_or(question),
+        safety_action: Some(answer.safety.input.as_str().into()),
+        safety_rules: answer.safety.input_rules.clone(),
+        ..NewMessage::default()
+    };
+    let assistant = NewMessage {
+        role: "assistant".into(),
+        content: answer.text.clone(),
+        model: Some(answer.meta.model.clone()),
+        provider: Some(answer.meta.provider.clone()),
+        offline: answer.meta.offline,
+        safety_action: Some(answer.safety.output.as_str().into()),
+        safety_rules: answer.safety.output_rules.clone(),
+        input_tokens: i64::try_from(answer.meta.usage.input_tokens).ok(),
+        output_tokens: i64::try_from(answer.meta.usage.output_tokens).ok(),
+        cost_usd: Some(answer.meta.cost_usd),
+    };
+    Ok(state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                let q = conversations::append(txn, &ctx, conversation, user).await?;
+                let a = conversations::append(txn, &ctx, conversation, assistant).await?;
+                Ok((q, a))
+            })
+        })
+        .await?)
+}
+
+fn complete_body(answer: &PipelineAnswer, stored: Option<&(Message, Message)>) -> Value {
+    json!({
+        "message_id": stored.map(|(_, a)| a.id),
+        "model": answer.meta.model,
+        "provider": answer.meta.provider,
+        "offline": answer.meta.offline,
+        "fallback": answer.meta.fallback,
+        "fallbacks": answer.meta.fallbacks,
+        "cache_hit": answer.meta.cache_hit,
+        "usage": {
+            "input_tokens": answer.meta.usage.input_tokens,
+            "output_tokens": answer.meta.usage.output_tokens,
+            "estimated": answer.meta.usage.estimated,
+        },
+        "cost_usd": answer.meta.cost_usd,
+        "safety": answer.safety,
+        "budget": answer.budget,
+    })
+}
+
+fn sse_event(id: u64, chunk_type: &str, content: &str, extra: Value) -> Event {
+    let mut data = json!({ "chunk_id": id, "chunk_type": chunk_type, "content": content });
+    if let (Some(obj), Value::Object(more)) = (data.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    Event::default()
+        .id(id.to_string())
+        .event(chunk_type)
+        .data(data.to_string())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/ai/conversations/{conversation_id}/messages",
+    operation_id = "post_ai_message",
+    tag = "ai",
+    summary = "Ask in a conversation (needs `ai.use`): Server-Sent Events `{chunk_id, chunk_type: metadata|content|complete|error, content}`, or JSON with `\"stream\": false`",
+    params(crate::openapi::OrgIdParam, ("conversation_id" = Uuid, Path, description = "Conversation id")),
+    request_body = PostMessageBody,
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The answer: an SSE stream (text/event-stream) or, with `stream: false`, JSON"),
+        (status = 402, description = "`ai_budget_exceeded`: the monthly AI budget is spent", body = crate::openapi::ErrorResponse),
+        (status = 404, description = "No such conversation of the caller's", body = crate::openapi::ErrorResponse),
+        (status = 422, description = "`ai_blocked` (rule ids in details) or an invalid body", body = crate::openapi::ErrorResponse),
+        (status = 429, description = "`ai_rate_limited`, with Retry-After", body = crate::openapi::ErrorResponse),
+        (status = 502, description = "`ai_invalid_output`", body = crate::openapi::ErrorResponse),
+        (status = 503, description = "`ai_unavailable`", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn post_message(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::AiUse>,
+    Path(path): Path<ConversationPath>,
+    ValidJson(body): ValidJson<PostMessageBody>,
+) -> Result<Response, AiApiError> {
+    let id = conversation_id(&path)?;
+    let caller = AiCaller::from_access(&access);
+    let ctx = access.ctx;
+    let db = state.db().primary();
+    conversations::get(db, &ctx, &caller.key(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    let earlier = conversations::messages(db, &ctx, id).await?;
+    let mut messages = history(&earlier);
+    messages.push(ChatMessage::user(body.content.clone()));
+    let params = PipelineParams {
+        system: Some(org_system_prompt(state.db(), &ctx).await?),
+        resource: Some(("ai_conversation".into(), id.to_string())),
+        ..PipelineParams::default()
+    };
+    let pipeline = state.ai_pipeline();
+
+    if !body.stream {
+        let answer = pipeline
+            .complete(&caller, TaskKind::Chat, messages, params)
+            .await?;
+        let stored = store_exchange(&state, &ctx, id, body.content, &answer).await?;
+        let res = Json(json!({
+            "conversation_id": id,
+            "message": stored.1,
+            "question": stored.0,
+            "complete": complete_body(&answer, Some(&stored)),
+        }))
+        .into_response();
+        return Ok(with_budget_headers(res, &answer.budget));
+    }
+
+    let mut events = pipeline
+        .stream(&caller, TaskKind::Chat, messages, params)
+        .await?;
+    let budget = events.budget;
+    // The answer is driven here, not by the client: it is stored (and audited) even when
+    // the client goes away half-way.
+    let (tx, rx) = mpsc::channel::<Event>(64);
+    let question = body.content;
+    tokio::spawn(async move {
+        let mut n: u64 = 0;
+        let mut client_gone = false;
+        let mut emit = async |ev: Event| {
+            if !client_gone && tx.send(ev).await.is_err() {
+                client_gone = true;
+            }
+        };
+        while let Some(ev) = events.next().await {
+            let event = match ev {
+                PipelineEvent::Metadata {
+                    model,
+                    provider,
+                    offline,
+                    fallback,
+                } => sse_event(
+                    n,
+                    "metadata",
+                    "",
+                    json!({ "metadata": { "conversation_id": id, "model": model, "provider": provider, "offline": offline, "fallback": fallback } }),
+                ),
+                PipelineEvent::Content(text) => sse_event(n, "content", &text, json!({})),
+                PipelineEvent::Complete(answer) => {
+                    match store_exchange(&state, &ctx, id, question.clone(), &answer).await {
+                        Ok(stored) => sse_event(
+                            n,
+                            "complete",
+                            "",
+                            json!({ "complete": complete_body(&answer, Some(&stored)) }),
+                        ),
+                        Err(e) => {
+                            tracing::error!(
+                                code = e.code,
+                                "could not store the conversation messages"
+                            );
+                            sse_event(
+                                n,
+                                "error",
+                                "",
+                                json!({ "error": AiApiError::Api(e).event_body() }),
+                            )
+                        }
+                    }
+                }
+                PipelineEvent::Error(e) => {
+                    sse_event(n, "error", "", json!({ "error": e.event_body() }))
+                }
+            };
+            emit(event).await;
+            n += 1;
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<Event, Infallible>);
+    let res = Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    Ok(with_budget_headers(res, &budget))
+}
