@@ -9,6 +9,7 @@
 pub mod ai;
 mod ai_usage_sink;
 pub mod auth;
+pub mod catalogues;
 pub mod error;
 pub mod identity;
 pub mod json;
@@ -297,6 +298,22 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
         .route(
             "/api/v1/orgs/{org_id}/frameworks",
             get(routes::compliance::list_adopted),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/frameworks/import",
+            post(routes::imports::import_for_org),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/frameworks/imports",
+            get(routes::imports::list_for_org),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/frameworks/imports/{key}",
+            delete(routes::imports::delete_for_org),
+        )
+        .route(
+            "/api/v1/frameworks/import",
+            post(routes::imports::import_platform),
         )
         .route(
             "/api/v1/orgs/{org_id}/frameworks/{key}",

@@ -20,6 +20,7 @@ struct Inner {
     identity: Identity,
     ai: Gateway,
     ai_pipeline: AiPipeline,
+    catalogues: crate::catalogues::Catalogues,
     redis: Option<RedisConn>,
     config: Arc<Config>,
     draining: AtomicBool,
@@ -35,12 +36,14 @@ impl AppState {
     ) -> Self {
         // The pipeline starts its audit writer task: this runs inside the runtime.
         let ai_pipeline = AiPipeline::new(ai.clone(), db.clone(), &config, redis.as_ref());
+        let catalogues = crate::catalogues::Catalogues::new(db.clone());
         Self {
             inner: Arc::new(Inner {
                 db,
                 identity,
                 ai,
                 ai_pipeline,
+                catalogues,
                 redis,
                 config,
                 draining: AtomicBool::new(false),
@@ -64,6 +67,11 @@ impl AppState {
     /// The AI pipeline every AI endpoint uses: limits, budget, safety, gateway, audit.
     pub fn ai_pipeline(&self) -> &AiPipeline {
         &self.inner.ai_pipeline
+    }
+
+    /// Each organisation's catalogue view (built-in + platform-wide + its own imports).
+    pub fn catalogues(&self) -> &crate::catalogues::Catalogues {
+        &self.inner.catalogues
     }
 
     pub fn redis(&self) -> Option<&RedisConn> {

@@ -33,6 +33,9 @@ enum Access {
     SignedIn,
     /// A member of the organisation in the path whose role holds the permission.
     Org(Permission),
+    /// A person whose account is a platform admin (no member of the matrix is one: every
+    /// role answers 403; tests/imports.rs covers the admin).
+    PlatformAdmin,
 }
 
 /// The policy, one row per operation. Written out rather than read from the handlers, so
@@ -144,6 +147,19 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Access> {
             Org(P::FrameworksRead),
         ),
         (("GET", "/api/v1/frameworks/{key}/export"), SignedIn),
+        (
+            ("POST", "/api/v1/orgs/{org_id}/frameworks/import"),
+            Org(P::FrameworksImport),
+        ),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/frameworks/imports"),
+            Org(P::FrameworksRead),
+        ),
+        (
+            ("DELETE", "/api/v1/orgs/{org_id}/frameworks/imports/{key}"),
+            Org(P::FrameworksImport),
+        ),
+        (("POST", "/api/v1/frameworks/import"), PlatformAdmin),
         (
             ("GET", "/api/v1/orgs/{org_id}/ai/settings"),
             Org(P::AiAdmin),
@@ -526,6 +542,30 @@ impl Fixture {
                     .then(|| json!({ "content": "What does IAM-01 ask of us?", "stream": false }));
                 (org_path.replace("{conversation_id}", &id), token, body)
             }
+            ("POST", "/api/v1/orgs/{org_id}/frameworks/import" | "/api/v1/frameworks/import") => {
+                // A one-requirement Prowler file under a key of its own for every call.
+                let path = if template.contains("{org_id}") {
+                    org_path
+                } else {
+                    template.into()
+                };
+                let key = self.unique("matrix-import");
+                (format!("{path}?key={key}"), token, Some(prowler_file()))
+            }
+            ("DELETE", "/api/v1/orgs/{org_id}/frameworks/imports/{key}") => {
+                // A fresh import (by the organisation's owner) for every call to delete.
+                let key = self.unique("matrix-delete");
+                let (status, body) = send(
+                    &self.app,
+                    Method::POST,
+                    &format!("/api/v1/orgs/{}/frameworks/import?key={key}", org.id),
+                    Some(&org.owner.access),
+                    Some(prowler_file()),
+                )
+                .await;
+                assert_eq!(status, 201, "{body}");
+                (org_path.replace("{key}", &key), token, None)
+            }
             ("GET", _) => (org_path, token, None),
             ("PATCH", "/api/v1/orgs/{org_id}") => {
                 (org_path, token, Some(json!({ "name": "Same name" })))
@@ -604,6 +644,11 @@ impl Org {
     }
 }
 
+fn prowler_file() -> Value {
+    json!({ "Framework": "Matrix", "Version": "1", "Provider": "AWS", "Description": "Matrix",
+        "Requirements": [{ "Id": "1", "Description": "A requirement", "Checks": ["iam_root_mfa_enabled"] }] })
+}
+
 fn sample_profile() -> Value {
     json!({
         "industry": "technology", "employee_count": 40, "revenue_band": "1m_to_10m", "country": "GB",
@@ -670,6 +715,12 @@ async fn every_operation_answers_every_role_as_the_policy_says() {
                 plan.push((None, Which::Own, Expect::Unauthenticated));
                 for role in Role::ALL {
                     plan.push((Some(role), Which::Own, Expect::Success));
+                }
+            }
+            Access::PlatformAdmin => {
+                plan.push((None, Which::Own, Expect::Unauthenticated));
+                for role in Role::ALL {
+                    plan.push((Some(role), Which::Own, Expect::Forbidden));
                 }
             }
             Access::Org(permission) => {

@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const EXIT_FAILURE: u8 = 1;
-const EXIT_CONFIG: u8 = 2;
+pub(crate) const EXIT_FAILURE: u8 = 1;
+pub(crate) const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Framework packs: import OSCAL, Prowler or Assay YAML files; list what is available.
+    Frameworks {
+        #[command(subcommand)]
+        action: FrameworksAction,
+    },
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -77,6 +82,32 @@ enum AuditAction {
     },
 }
 
+#[derive(Subcommand)]
+pub(crate) enum FrameworksAction {
+    /// Import a framework from a file. Without --org it is platform-wide (every
+    /// organisation sees it); with --org only that organisation does. Exit 1 if the file has
+    /// problems (each is printed with its path in the file) or the key is taken.
+    Import {
+        /// The file: an OSCAL catalog or profile (JSON), a Prowler compliance file (JSON) or
+        /// an Assay YAML pack.
+        file: PathBuf,
+        /// oscal, prowler or yaml (default: detected from the content).
+        #[arg(long, value_parser = ["oscal", "prowler", "yaml"])]
+        format: Option<String>,
+        /// Import for this organisation only.
+        #[arg(long, value_name = "ORG_ID")]
+        org: Option<String>,
+        /// Framework key to use instead of the one the file carries or implies.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// List frameworks: built-in and platform-wide, plus the organisation's own with --org.
+    List {
+        #[arg(long, value_name = "ORG_ID")]
+        org: Option<String>,
+    },
+}
+
 pub async fn run(cli: Cli) -> ExitCode {
     let config = match Config::load(Sources {
         file: cli.config.as_deref(),
@@ -96,6 +127,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Audit {
             action: AuditAction::Verify { org },
         } => audit_verify(&config, org).await,
+        Command::Frameworks { action } => crate::frameworks::run(&config, action).await,
     }
 }
 
@@ -126,7 +158,7 @@ fn config_problems(problems: &[assay_config::Problem]) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
-async fn open_db(config: &Config) -> Result<Db, ExitCode> {
+pub(crate) async fn open_db(config: &Config) -> Result<Db, ExitCode> {
     let settings = config.db_settings().map_err(|p| config_problems(&p))?;
     Db::connect(&settings).await.map_err(|e| {
         eprintln!("error: {e}");

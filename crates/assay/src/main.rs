@@ -1,10 +1,11 @@
 //! `assay`: the one binary. Serves the platform, migrates the database, checks
-//! configuration and verifies the audit log.
+//! configuration, verifies the audit log and imports framework packs.
 //!
 //! Exit codes: 0 success; 1 runtime failure (database unreachable, audit chain broken...);
 //! 2 invalid configuration or usage.
 
 mod cli;
+mod frameworks;
 mod metrics;
 mod telemetry;
 

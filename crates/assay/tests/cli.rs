@@ -328,3 +328,145 @@ async fn metrics_are_served_on_their_own_listener() {
     );
     assert_eq!(server.terminate().code(), Some(0));
 }
+
+#[tokio::test]
+async fn frameworks_import_and_list_use_the_configured_database() {
+    use assay_store::repo::{imported_frameworks, organisations, users};
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(dir.path()).await;
+    let org = db
+        .write(|txn| {
+            Box::pin(async move {
+                let user = users::create(
+                    txn,
+                    users::NewUser {
+                        email: "cli@example.com",
+                        name: "CLI",
+                        password_hash: None,
+                    },
+                )
+                .await?;
+                organisations::create_with_owner(txn, "Cli Org", "cli-org", user.id).await
+            })
+        })
+        .await
+        .unwrap();
+    db.close().await;
+    let pack = "format: assay.framework.v1
+framework:
+  key: acme-baseline
+  name: ACME Baseline
+  version: \"1.0\"
+  publisher: ACME
+  licence: { id: CC-BY-4.0, name: Creative Commons Attribution 4.0 }
+  provenance: { source: ACME baseline v1 }
+  description: A small baseline.
+requirements:
+  - { ref: AC, title: Access, description: Access control. }
+  - { ref: AC-1, parent: AC, title: MFA, description: Every sign-in uses MFA. }
+";
+    std::fs::write(dir.path().join("acme.yaml"), pack).unwrap();
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        pack.replace("parent: AC,", "parent: NOPE,"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("example_1.0_aws.json"),
+        include_str!("../../core/tests/fixtures/prowler-provider.json"),
+    )
+    .unwrap();
+
+    // Platform-wide without --org.
+    let out = run(assay(dir.path()).args(["frameworks", "import", "acme.yaml"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("imported acme-baseline (ACME Baseline 1.0) platform-wide: 2 requirements"),
+        "{}",
+        text(&out)
+    );
+    // The same key again: refused, exit 1.
+    let again = run(assay(dir.path()).args(["frameworks", "import", "acme.yaml"]));
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(text(&again).contains("already taken"), "{}", text(&again));
+    // A bad file: every problem with its path, exit 1, nothing stored.
+    let bad =
+        run(assay(dir.path()).args(["frameworks", "import", "broken.yaml", "--key", "other"]));
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("requirements[1].parent")
+            && text(&bad).contains("nothing was imported"),
+        "{}",
+        text(&bad)
+    );
+    // For one organisation, with the format named.
+    let org_id = org.id.to_string();
+    let prowler = run(assay(dir.path()).args([
+        "frameworks",
+        "import",
+        "example_1.0_aws.json",
+        "--format",
+        "prowler",
+        "--org",
+        &org_id,
+    ]));
+    assert_eq!(prowler.status.code(), Some(0), "{}", text(&prowler));
+    assert!(
+        text(&prowler).contains("imported prowler-example_1.0_aws")
+            && text(&prowler).contains(&format!("for organisation {org_id}")),
+        "{}",
+        text(&prowler)
+    );
+
+    let platform = run(assay(dir.path()).args(["frameworks", "list"]));
+    assert_eq!(platform.status.code(), Some(0));
+    let listed = text(&platform);
+    assert!(
+        listed.contains("nist-csf") && listed.contains("built-in"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("acme-baseline") && listed.contains("platform"),
+        "{listed}"
+    );
+    assert!(!listed.contains("prowler-example"), "{listed}");
+    let mine = run(assay(dir.path()).args(["frameworks", "list", "--org", &org_id]));
+    assert!(
+        text(&mine).contains("prowler-example_1.0_aws"),
+        "{}",
+        text(&mine)
+    );
+
+    let bad_org = run(assay(dir.path()).args(["frameworks", "list", "--org", "nope"]));
+    assert_eq!(bad_org.status.code(), Some(2));
+    let unknown_org = run(assay(dir.path()).args([
+        "frameworks",
+        "import",
+        "acme.yaml",
+        "--org",
+        &OrgId::new().to_string(),
+    ]));
+    assert_eq!(unknown_org.status.code(), Some(1), "{}", text(&unknown_org));
+
+    // Exactly the two good imports are stored, and both are in the intact audit chains.
+    let db = sqlite_db(dir.path()).await;
+    let ctx = assay_core::OrgCtx::for_system(org.id);
+    assert_eq!(
+        imported_frameworks::list_platform(db.primary())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        imported_frameworks::list_for_org(db.primary(), &ctx)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    db.close().await;
+    let verify = run(assay(dir.path()).args(["audit", "verify"]));
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+}

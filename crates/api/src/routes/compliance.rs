@@ -6,9 +6,10 @@ use crate::auth::{Caller, RequirePermission, perm};
 use crate::error::ApiError;
 use crate::json::{FieldError, ValidJson, invalid, invalid_field};
 use crate::state::AppState;
-use assay_core::catalogue::{self, CommonControl, Framework};
+use assay_core::catalogue::{self, Catalogue, CommonControl, Framework};
 use assay_core::{ControlStatus, OrgCtx, UserId};
 use assay_store::repo::audit;
+use assay_store::repo::imported_frameworks;
 use assay_store::repo::memberships;
 use assay_store::repo::posture::{self, ControlRecord, ControlUpdate};
 use axum::Json;
@@ -34,8 +35,8 @@ fn framework_summary(fw: &Framework) -> Value {
     })
 }
 
-fn find_framework(key: &str) -> Result<&'static Framework, ApiError> {
-    catalogue::builtin()
+fn find_framework<'c>(catalogue: &'c Catalogue, key: &str) -> Result<&'c Framework, ApiError> {
+    catalogue
         .framework(key)
         .ok_or_else(|| ApiError::not_found("framework"))
 }
@@ -45,17 +46,21 @@ fn find_framework(key: &str) -> Result<&'static Framework, ApiError> {
     path = "/api/v1/frameworks",
     operation_id = "list_frameworks",
     tag = "compliance",
-    summary = "The built-in framework packs, with licence and provenance",
+    summary = "The built-in and platform-wide imported framework packs, with licence and provenance",
     security(("bearer_jwt" = []), ("api_key" = [])),
     responses((status = 200, description = "The frameworks"))
 )]
-pub async fn list_frameworks(_caller: Caller) -> Json<Value> {
-    let items: Vec<Value> = catalogue::builtin()
+pub async fn list_frameworks(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let catalogue = state.catalogues().platform().await?;
+    let items: Vec<Value> = catalogue
         .frameworks()
         .iter()
         .map(framework_summary)
         .collect();
-    Json(json!({ "items": items }))
+    Ok(Json(json!({ "items": items })))
 }
 
 #[utoipa::path(
@@ -72,10 +77,12 @@ pub async fn list_frameworks(_caller: Caller) -> Json<Value> {
     )
 )]
 pub async fn get_framework(
+    State(state): State<AppState>,
     _caller: Caller,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let fw = find_framework(&key)?;
+    let catalogue = state.catalogues().platform().await?;
+    let fw = find_framework(&catalogue, &key)?;
     let mut body = framework_summary(fw);
     body["items"] = serde_json::to_value(&fw.requirements).map_err(ApiError::internal)?;
     Ok(Json(body))
@@ -96,10 +103,11 @@ pub async fn list_adopted(
     access: RequirePermission<perm::FrameworksRead>,
 ) -> Result<Json<Value>, ApiError> {
     let adopted = posture::adopted(state.db().primary(), &access.ctx).await?;
+    let catalogue = state.catalogues().for_org(&access.ctx).await?;
     let items: Vec<Value> = adopted
         .into_iter()
         .map(|a| {
-            let mut v = catalogue::builtin()
+            let mut v = catalogue
                 .framework(&a.framework_key)
                 .map(framework_summary)
                 .unwrap_or_else(|| json!({ "key": a.framework_key }));
@@ -130,13 +138,25 @@ pub async fn adopt(
     access: RequirePermission<perm::FrameworksAdopt>,
     Path((_, key)): Path<(Uuid, String)>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let fw = find_framework(&key)?;
+    let mut catalogue = state.catalogues().for_org(&access.ctx).await?;
+    if catalogue.framework(&key).is_none() {
+        // Perhaps imported on another node since this node built the organisation's view.
+        catalogue = state.catalogues().refreshed_for_org(&access.ctx).await?;
+    }
+    let fw = find_framework(&catalogue, &key)?;
     let access = access.access;
     let fw_key = fw.key.clone();
+    let imported = catalogue::builtin().framework(&fw_key).is_none();
     let new = state
         .db()
         .write(move |txn| {
             Box::pin(async move {
+                // An imported pack must still exist when adopted (deleting it takes the same
+                // lock and refuses while it is adopted).
+                if imported && !imported_frameworks::lock_visible(txn, &access.ctx, &fw_key).await?
+                {
+                    return Err(assay_store::StoreError::not_found("framework"));
+                }
                 let new = posture::adopt(txn, &access.ctx, &fw_key).await?;
                 if new {
                     audit::append(
@@ -285,7 +305,8 @@ pub async fn list_controls(
         return Err(invalid_field("limit", "must be between 1 and 200"));
     }
     if let Some(fw) = &q.framework {
-        find_framework(fw)
+        let catalogue = state.catalogues().for_org(&access.ctx).await?;
+        find_framework(&catalogue, fw)
             .map_err(|_| invalid_field("framework", "is not a known framework key"))?;
     }
     let states = states_by_key(&state, &access.ctx).await?;

@@ -170,11 +170,13 @@ const BUILTIN_PACKS_DATE: &str = "2026-11-27T00:00:00Z";
     )
 )]
 pub async fn framework(
+    State(state): State<AppState>,
     _caller: crate::auth::Caller,
     axum::extract::Path(key): axum::extract::Path<String>,
     Query(q): Query<FrameworkExportQuery>,
 ) -> Result<Response, ApiError> {
-    let fw = catalogue::builtin()
+    let catalogue = state.catalogues().platform().await?;
+    let fw = catalogue
         .framework(&key)
         .ok_or_else(|| ApiError::not_found("framework"))?;
     let (body, content_type, ext) = match q.format.as_deref().unwrap_or("oscal") {

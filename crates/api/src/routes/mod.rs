@@ -7,5 +7,6 @@ pub mod auth;
 pub mod compliance;
 pub mod export;
 pub mod health;
+pub mod imports;
 pub mod orgs;
 pub mod posture;

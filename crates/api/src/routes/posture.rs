@@ -6,7 +6,6 @@ use crate::auth::{RequirePermission, perm};
 use crate::error::ApiError;
 use crate::json::{FieldError, ValidJson, invalid};
 use crate::state::AppState;
-use assay_core::catalogue;
 use assay_core::profile::{BusinessProfile, recommend};
 use assay_core::readiness::{ControlState, ReadinessModel};
 use assay_store::repo::audit;
@@ -132,9 +131,8 @@ pub async fn recommendations(
     let (profile, _) = stored_profile(&state, &access.ctx).await?.ok_or_else(|| {
         ApiError::not_found("business profile (set it first with PUT .../profile)")
     })?;
-    Ok(Json(
-        json!({ "items": recommend(&profile, catalogue::builtin()) }),
-    ))
+    let catalogue = state.catalogues().for_org(&access.ctx).await?;
+    Ok(Json(json!({ "items": recommend(&profile, &catalogue) })))
 }
 
 #[utoipa::path(
@@ -166,12 +164,14 @@ pub async fn readiness(
             (r.control_key, s)
         })
         .collect();
-    // Frameworks adopted before a pack was removed from this build are skipped, not fatal.
+    // Frameworks adopted before a pack was removed (from this build, or an import that can
+    // no longer be read) are skipped, not fatal.
+    let catalogue = state.catalogues().for_org(&access.ctx).await?;
     let known: Vec<&String> = adopted
         .iter()
-        .filter(|k| catalogue::builtin().framework(k).is_some())
+        .filter(|k| catalogue.framework(k).is_some())
         .collect();
-    let model = ReadinessModel::new(catalogue::builtin(), &known).map_err(ApiError::internal)?;
+    let model = ReadinessModel::new(&catalogue, &known).map_err(ApiError::internal)?;
     let result = model.compute(&states);
     Ok(Json(
         serde_json::to_value(&result).map_err(ApiError::internal)?,
