@@ -242,7 +242,7 @@ async fn verify_api_key(state: &AppState, key: &PresentedApiKey) -> Result<Calle
 
 /// The role an API key acts with for `OrgCtx` purposes; permissions are checked against
 /// its scopes.
-fn role_for_scopes(scopes: ApiScopes) -> Role {
+pub(crate) fn role_for_scopes(scopes: ApiScopes) -> Role {
     if scopes.contains(ApiScope::Admin) {
         Role::Admin
     } else if scopes.contains(ApiScope::Write) {

@@ -369,11 +369,28 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
             rate_limit::api,
         ));
 
+    // The OpenAI-compatible endpoint (B-4): organisation API keys with the `ai` scope, the
+    // same per-key API limit, and every error in OpenAI's shape (the outer route layer).
+    let openai_routes = Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(routes::openai_compat::chat_completions),
+        )
+        .route("/v1/models", get(routes::openai_compat::list_models))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::api,
+        ))
+        .route_layer(axum::middleware::from_fn(
+            routes::openai_compat::openai_errors,
+        ));
+
     let api = Router::new()
         .route("/health/live", get(routes::health::live))
         .route("/health/ready", get(routes::health::ready))
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .merge(api_routes)
+        .merge(openai_routes)
         .merge(extra_routes)
         .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async {

@@ -72,6 +72,8 @@ use uuid::Uuid;
         crate::routes::posture::put_profile,
         crate::routes::posture::recommendations,
         crate::routes::posture::readiness,
+        crate::routes::openai_compat::chat_completions,
+        crate::routes::openai_compat::list_models,
         crate::routes::ai::get_settings,
         crate::routes::ai::put_settings,
         crate::routes::ai::create_conversation,
@@ -80,7 +82,13 @@ use uuid::Uuid;
         crate::routes::ai::delete_conversation,
         crate::routes::ai::post_message,
     ),
-    components(schemas(ErrorResponse, ErrorBody, FieldError)),
+    components(schemas(
+        ErrorResponse,
+        ErrorBody,
+        FieldError,
+        crate::routes::openai_compat::OpenAiErrorResponse,
+        crate::routes::openai_compat::OpenAiErrorBody
+    )),
     modifiers(&SecuritySchemes, &CommonErrors),
     tags(
         (name = "health", description = "Liveness and readiness probes"),
@@ -91,6 +99,7 @@ use uuid::Uuid;
         (name = "invitations", description = "Invitations to join an organisation"),
         (name = "api-keys", description = "Organisation API keys"),
         (name = "audit", description = "The organisation's hash-chained audit log"),
+        (name = "openai", description = "OpenAI-compatible AI endpoint (API keys with the ai scope; OpenAI's error shape)"),
     )
 )]
 pub struct ApiDoc;

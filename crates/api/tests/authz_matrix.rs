@@ -36,6 +36,10 @@ enum Access {
     /// A person whose account is a platform admin (no member of the matrix is one: every
     /// role answers 403; tests/imports.rs covers the admin).
     PlatformAdmin,
+    /// An organisation API key with the `ai` scope (or `admin`, which implies it); the
+    /// organisation is the key's. People's access tokens answer 401, a key without the
+    /// scope 403 (the OpenAI-compatible endpoint, B-4).
+    AiKey,
 }
 
 /// The policy, one row per operation. Written out rather than read from the handlers, so
@@ -147,6 +151,8 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Access> {
             Org(P::FrameworksRead),
         ),
         (("GET", "/api/v1/frameworks/{key}/export"), SignedIn),
+        (("POST", "/v1/chat/completions"), AiKey),
+        (("GET", "/v1/models"), AiKey),
         (
             ("POST", "/api/v1/orgs/{org_id}/frameworks/import"),
             Org(P::FrameworksImport),
@@ -377,10 +383,30 @@ impl Fixture {
                 return created["conversation"]["id"].as_str().unwrap().to_owned();
             }
         }
-        let (status, created) =
-            send(&self.app, Method::POST, &path, Some(&org.owner.access), body).await;
+        let (status, created) = send(
+            &self.app,
+            Method::POST,
+            &path,
+            Some(&org.owner.access),
+            body,
+        )
+        .await;
         assert_eq!(status, 201, "{created}");
         created["conversation"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A new API key in the own organisation with these scopes (by its owner); the key.
+    async fn scoped_key(&self, scopes: &[&str]) -> String {
+        let (status, body) = send(
+            &self.app,
+            Method::POST,
+            &format!("/api/v1/orgs/{}/api-keys", self.own.id),
+            Some(&self.own.owner.access),
+            Some(json!({ "name": self.unique("scoped"), "scopes": scopes })),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        body["key"].as_str().unwrap().to_owned()
     }
 
     /// The request for one cell: path, credential and body. `who` is `None` for no
@@ -443,7 +469,15 @@ impl Fixture {
                 };
                 (template.into(), token, None)
             }
-            ("GET", "/api/v1/me" | "/api/v1/orgs" | "/api/v1/frameworks") => {
+            ("POST", "/v1/chat/completions") => (
+                template.into(),
+                token,
+                Some(json!({
+                    "model": "assay-auto",
+                    "messages": [{ "role": "user", "content": "What does IAM-01 ask of us?" }]
+                })),
+            ),
+            ("GET", "/api/v1/me" | "/api/v1/orgs" | "/api/v1/frameworks" | "/v1/models") => {
                 (template.into(), token, None)
             }
             ("GET", "/api/v1/frameworks/{key}/export") => {
@@ -733,6 +767,34 @@ async fn every_operation_answers_every_role_as_the_policy_says() {
                     };
                     plan.push((Some(role), Which::Own, own));
                     plan.push((Some(role), Which::Other, Expect::NotFound));
+                }
+            }
+            Access::AiKey => {
+                plan.push((None, Which::Own, Expect::Unauthenticated));
+                for role in Role::ALL {
+                    plan.push((Some(role), Which::Own, Expect::Unauthenticated));
+                }
+                // API keys: with the scope (directly or through admin) and without it.
+                for (scopes, expect) in [
+                    (&["ai"][..], Expect::Success),
+                    (&["admin"][..], Expect::Success),
+                    (&["read", "write"][..], Expect::Forbidden),
+                ] {
+                    let key = fx.scoped_key(scopes).await;
+                    let (path, _, body) = fx
+                        .request(method.as_str(), template, None, Which::Own)
+                        .await;
+                    let (status, res) =
+                        send(&fx.app, method.clone(), &path, Some(&key), body).await;
+                    let code = res["error"]["code"].as_str().unwrap_or_default();
+                    cells += 1;
+                    if !expect.holds(status, code) {
+                        let mut res = res.to_string();
+                        res.truncate(300);
+                        wrong.push(format!(
+                            "{method} {template} with a key scoped {scopes:?}: expected {expect:?}, got {status} {res}"
+                        ));
+                    }
                 }
             }
         }

@@ -8,5 +8,6 @@ pub mod compliance;
 pub mod export;
 pub mod health;
 pub mod imports;
+pub mod openai_compat;
 pub mod orgs;
 pub mod posture;
