@@ -413,6 +413,8 @@ pub mod perm {
         FrameworksAdopt,
         ControlsRead,
         ControlsWrite,
+        AssessmentsRead,
+        AssessmentsWrite,
         ReportsExport,
         AiUse,
         AiAdmin

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod json;
 pub mod openapi;
 mod rate_limit;
+pub mod readiness_snapshots;
 pub mod request_id;
 pub mod routes;
 mod security_headers;
@@ -171,6 +172,8 @@ impl App {
             });
         }
         tracing::info!(addr = %local_addr, tls = tls.is_some(), "assay listening");
+        // Readiness snapshots (after changes, and daily) run while the server serves.
+        let snapshots = state.readiness_snapshots().start(state.clone());
         let served = match tls {
             Some(tls) => {
                 axum_server::from_tcp_rustls(listener, tls)
@@ -187,6 +190,9 @@ impl App {
                     .await
             }
         };
+        if let Some(snapshots) = snapshots {
+            snapshots.stop().await;
+        }
         state.db().close().await;
         tracing::info!("assay stopped");
         served.map_err(StartupError::Listener)
@@ -342,6 +348,30 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
         .route(
             "/api/v1/orgs/{org_id}/readiness",
             get(routes::posture::readiness),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/readiness/history",
+            get(readiness_snapshots::history),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/assessments",
+            get(routes::assessments::list).post(routes::assessments::start),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/assessments/{assessment_id}",
+            get(routes::assessments::get).delete(routes::assessments::delete),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/assessments/{assessment_id}/answers/{question_id}",
+            put(routes::assessments::answer),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/assessments/{assessment_id}/complete",
+            post(routes::assessments::complete),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/assessments/{assessment_id}/confirm",
+            post(routes::assessments::confirm),
         )
         .route(
             "/api/v1/orgs/{org_id}/ai/settings",

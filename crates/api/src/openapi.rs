@@ -72,6 +72,14 @@ use uuid::Uuid;
         crate::routes::posture::put_profile,
         crate::routes::posture::recommendations,
         crate::routes::posture::readiness,
+        crate::readiness_snapshots::history,
+        crate::routes::assessments::start,
+        crate::routes::assessments::list,
+        crate::routes::assessments::get,
+        crate::routes::assessments::answer,
+        crate::routes::assessments::complete,
+        crate::routes::assessments::confirm,
+        crate::routes::assessments::delete,
         crate::routes::openai_compat::chat_completions,
         crate::routes::openai_compat::list_models,
         crate::routes::ai::get_settings,
@@ -99,6 +107,7 @@ use uuid::Uuid;
         (name = "invitations", description = "Invitations to join an organisation"),
         (name = "api-keys", description = "Organisation API keys"),
         (name = "audit", description = "The organisation's hash-chained audit log"),
+        (name = "assessments", description = "Assessment sessions: questions, structured answers, computed results, confirmation"),
         (name = "openai", description = "OpenAI-compatible AI endpoint (API keys with the ai scope; OpenAI's error shape)"),
     )
 )]

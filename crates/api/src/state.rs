@@ -20,6 +20,7 @@ struct Inner {
     identity: Identity,
     ai: Gateway,
     ai_pipeline: AiPipeline,
+    readiness_snapshots: crate::readiness_snapshots::ReadinessSnapshots,
     catalogues: crate::catalogues::Catalogues,
     redis: Option<RedisConn>,
     config: Arc<Config>,
@@ -43,6 +44,9 @@ impl AppState {
                 identity,
                 ai,
                 ai_pipeline,
+                readiness_snapshots: crate::readiness_snapshots::ReadinessSnapshots::new(
+                    config.readiness.clone(),
+                ),
                 catalogues,
                 redis,
                 config,
@@ -72,6 +76,11 @@ impl AppState {
     /// Each organisation's catalogue view (built-in + platform-wide + its own imports).
     pub fn catalogues(&self) -> &crate::catalogues::Catalogues {
         &self.inner.catalogues
+    }
+
+    /// The readiness snapshot scheduler: `notify` it after a change to an org's posture.
+    pub fn readiness_snapshots(&self) -> &crate::readiness_snapshots::ReadinessSnapshots {
+        &self.inner.readiness_snapshots
     }
 
     pub fn redis(&self) -> Option<&RedisConn> {

@@ -150,6 +150,48 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Access> {
             ("GET", "/api/v1/orgs/{org_id}/readiness"),
             Org(P::FrameworksRead),
         ),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/readiness/history"),
+            Org(P::FrameworksRead),
+        ),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/assessments"),
+            Org(P::AssessmentsRead),
+        ),
+        (
+            ("POST", "/api/v1/orgs/{org_id}/assessments"),
+            Org(P::AssessmentsWrite),
+        ),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/assessments/{assessment_id}"),
+            Org(P::AssessmentsRead),
+        ),
+        (
+            ("DELETE", "/api/v1/orgs/{org_id}/assessments/{assessment_id}"),
+            Org(P::AssessmentsWrite),
+        ),
+        (
+            (
+                "PUT",
+                "/api/v1/orgs/{org_id}/assessments/{assessment_id}/answers/{question_id}",
+            ),
+            Org(P::AssessmentsWrite),
+        ),
+        (
+            (
+                "POST",
+                "/api/v1/orgs/{org_id}/assessments/{assessment_id}/complete",
+            ),
+            Org(P::AssessmentsWrite),
+        ),
+        // Confirming also needs controls.write, which every role with assessments.write has.
+        (
+            (
+                "POST",
+                "/api/v1/orgs/{org_id}/assessments/{assessment_id}/confirm",
+            ),
+            Org(P::AssessmentsWrite),
+        ),
         (("GET", "/api/v1/frameworks/{key}/export"), SignedIn),
         (("POST", "/v1/chat/completions"), AiKey),
         (("GET", "/v1/models"), AiKey),
@@ -357,6 +399,53 @@ impl Fixture {
     }
 
     /// A new API key in the organisation (by its owner); its id.
+    /// A new assessment session in the organisation (by its owner), with Cyber Essentials
+    /// adopted and any session already open for it deleted first; its id and first question.
+    async fn assessment(&self, which: Which, completed: bool) -> (String, String) {
+        let org = self.org(which);
+        let owner = Some(org.owner.access.as_str());
+        let base = format!("/api/v1/orgs/{}", org.id);
+        let (status, body) = send(
+            &self.app,
+            Method::PUT,
+            &format!("{base}/frameworks/cyber-essentials"),
+            owner,
+            None,
+        )
+        .await;
+        assert!(status == 201 || status == 200, "{body}");
+        let (_, open) = send(
+            &self.app,
+            Method::GET,
+            &format!("{base}/assessments?status=in_progress"),
+            owner,
+            None,
+        )
+        .await;
+        for a in open["items"].as_array().into_iter().flatten() {
+            let path = format!("{base}/assessments/{}", a["id"].as_str().unwrap());
+            let (status, body) = send(&self.app, Method::DELETE, &path, owner, None).await;
+            assert_eq!(status, 204, "{body}");
+        }
+        let (status, started) = send(
+            &self.app,
+            Method::POST,
+            &format!("{base}/assessments"),
+            owner,
+            Some(json!({ "framework": "cyber-essentials" })),
+        )
+        .await;
+        assert_eq!(status, 201, "{started}");
+        let id = started["id"].as_str().unwrap().to_owned();
+        if completed {
+            let path = format!("{base}/assessments/{id}/complete");
+            let (status, body) = send(&self.app, Method::POST, &path, owner, None).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        let question = started["questions"][0]["id"].as_str().unwrap().to_owned();
+        (id, question)
+    }
+
     async fn api_key(&self, which: Which) -> String {
         let org = self.org(which);
         let (status, body) = send(
@@ -599,6 +688,45 @@ impl Fixture {
                 .await;
                 assert_eq!(status, 201, "{body}");
                 (org_path.replace("{key}", &key), token, None)
+            }
+            ("POST", "/api/v1/orgs/{org_id}/assessments") => {
+                // Room for a new session: the open one (if any) is deleted.
+                let (id, _) = self.assessment(which, false).await;
+                let path = format!("/api/v1/orgs/{}/assessments/{id}", org.id);
+                let (status, body) =
+                    send(&self.app, Method::DELETE, &path, Some(&org.owner.access), None).await;
+                assert_eq!(status, 204, "{body}");
+                (
+                    org_path,
+                    token,
+                    Some(json!({ "framework": "cyber-essentials" })),
+                )
+            }
+            (
+                "GET" | "DELETE",
+                "/api/v1/orgs/{org_id}/assessments/{assessment_id}",
+            )
+            | ("POST", "/api/v1/orgs/{org_id}/assessments/{assessment_id}/complete") => {
+                let (id, _) = self.assessment(which, false).await;
+                (org_path.replace("{assessment_id}", &id), token, None)
+            }
+            (
+                "PUT",
+                "/api/v1/orgs/{org_id}/assessments/{assessment_id}/answers/{question_id}",
+            ) => {
+                let (id, question) = self.assessment(which, false).await;
+                let path = org_path
+                    .replace("{assessment_id}", &id)
+                    .replace("{question_id}", &question);
+                (path, token, Some(json!({ "answer": "partial" })))
+            }
+            ("POST", "/api/v1/orgs/{org_id}/assessments/{assessment_id}/confirm") => {
+                let (id, _) = self.assessment(which, true).await;
+                (
+                    org_path.replace("{assessment_id}", &id),
+                    token,
+                    Some(json!({})),
+                )
             }
             ("GET", _) => (org_path, token, None),
             ("PATCH", "/api/v1/orgs/{org_id}") => {

@@ -8,9 +8,11 @@
 //! `SecretString` and print as `[redacted]`; URLs print with their password masked.
 
 mod ai_limits;
+mod readiness;
 mod validate;
 
 pub use ai_limits::AiLimitsConfig;
+pub use readiness::ReadinessConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
@@ -37,6 +39,7 @@ const SECTIONS: &[&str] = &[
     "rate_limits",
     "features",
     "ai_limits",
+    "readiness",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -65,6 +68,8 @@ pub struct Config {
     pub ai: assay_ai::AiConfig,
     /// AI rate limits per caller and task class, and organisation budgets.
     pub ai_limits: AiLimitsConfig,
+    /// When readiness snapshots (score history) are taken.
+    pub readiness: ReadinessConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

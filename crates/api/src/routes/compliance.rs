@@ -145,6 +145,7 @@ pub async fn adopt(
     }
     let fw = find_framework(&catalogue, &key)?;
     let access = access.access;
+    let org = access.ctx.org_id();
     let fw_key = fw.key.clone();
     let imported = catalogue::builtin().framework(&fw_key).is_none();
     let new = state
@@ -171,6 +172,9 @@ pub async fn adopt(
             })
         })
         .await?;
+    if new {
+        state.readiness_snapshots().notify(org);
+    }
     let status = if new {
         StatusCode::CREATED
     } else {
@@ -201,6 +205,7 @@ pub async fn unadopt(
     Path((_, key)): Path<(Uuid, String)>,
 ) -> Result<StatusCode, ApiError> {
     let access = access.access;
+    let org = access.ctx.org_id();
     let dropped = state
         .db()
         .write(move |txn| {
@@ -220,6 +225,7 @@ pub async fn unadopt(
         })
         .await?;
     if dropped {
+        state.readiness_snapshots().notify(org);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("adopted framework"))
@@ -471,7 +477,7 @@ async fn merged(
     }
 }
 
-fn actor_label(caller: &Caller) -> String {
+pub(crate) fn actor_label(caller: &Caller) -> String {
     match caller {
         Caller::User { user_id, .. } => format!("user:{user_id}"),
         Caller::ApiKey { key_id, .. } => format!("api_key:{key_id}"),
@@ -506,6 +512,7 @@ pub async fn update_control(
         .await
         .map_err(invalid)?;
     let (key, by) = (control.key.clone(), actor_label(&access.caller));
+    let org = access.ctx.org_id();
     let record = state
         .db()
         .write(move |txn| {
@@ -518,6 +525,7 @@ pub async fn update_control(
             })
         })
         .await?;
+    state.readiness_snapshots().notify(org);
     Ok(Json(control_view(control, Some(&record))))
 }
 
@@ -590,6 +598,7 @@ pub async fn bulk_update(
         return Err(invalid(errors));
     }
     let by = actor_label(&access.caller);
+    let org = access.ctx.org_id();
     let updated = state
         .db()
         .write(move |txn| {
@@ -606,5 +615,6 @@ pub async fn bulk_update(
             })
         })
         .await?;
+    state.readiness_snapshots().notify(org);
     Ok(Json(json!({ "updated": updated.len() })))
 }

@@ -2,6 +2,7 @@
 
 pub mod ai;
 pub mod api_keys;
+pub mod assessments;
 pub mod audit;
 pub mod auth;
 pub mod compliance;
