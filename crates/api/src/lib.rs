@@ -349,6 +349,19 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
             "/api/v1/orgs/{org_id}/readiness",
             get(routes::posture::readiness),
         )
+        .route("/api/v1/orgs/{org_id}/ai/help", post(routes::ai_tasks::help))
+        .route(
+            "/api/v1/orgs/{org_id}/ai/gap-analysis",
+            post(routes::ai_tasks::gap_analysis),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/ai/policy-draft",
+            post(routes::ai_tasks::policy_draft),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/ai/classify-evidence",
+            post(routes::ai_tasks::classify_evidence),
+        )
         .route(
             "/api/v1/orgs/{org_id}/readiness/history",
             get(readiness_snapshots::history),

@@ -150,6 +150,19 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Access> {
             ("GET", "/api/v1/orgs/{org_id}/readiness"),
             Org(P::FrameworksRead),
         ),
+        (("POST", "/api/v1/orgs/{org_id}/ai/help"), Org(P::AiUse)),
+        (
+            ("POST", "/api/v1/orgs/{org_id}/ai/gap-analysis"),
+            Org(P::AiUse),
+        ),
+        (
+            ("POST", "/api/v1/orgs/{org_id}/ai/policy-draft"),
+            Org(P::AiUse),
+        ),
+        (
+            ("POST", "/api/v1/orgs/{org_id}/ai/classify-evidence"),
+            Org(P::AiUse),
+        ),
         (
             ("GET", "/api/v1/orgs/{org_id}/readiness/history"),
             Org(P::FrameworksRead),
@@ -728,6 +741,38 @@ impl Fixture {
                     Some(json!({})),
                 )
             }
+            ("POST", "/api/v1/orgs/{org_id}/ai/help") => (
+                org_path,
+                token,
+                Some(json!({ "subject": "control", "ref": "IAM-04" })),
+            ),
+            ("POST", "/api/v1/orgs/{org_id}/ai/gap-analysis") => {
+                // Gap analysis needs an adopted framework: the owner adopts it first.
+                let (status, body) = send(
+                    &self.app,
+                    Method::PUT,
+                    &format!("/api/v1/orgs/{}/frameworks/cyber-essentials", org.id),
+                    Some(&org.owner.access),
+                    None,
+                )
+                .await;
+                assert!(status == 201 || status == 200, "{body}");
+                (
+                    org_path,
+                    token,
+                    Some(json!({ "framework": "cyber-essentials" })),
+                )
+            }
+            ("POST", "/api/v1/orgs/{org_id}/ai/policy-draft") => (
+                org_path,
+                token,
+                Some(json!({ "topic": "Access control", "framework": "cyber-essentials" })),
+            ),
+            ("POST", "/api/v1/orgs/{org_id}/ai/classify-evidence") => (
+                org_path,
+                token,
+                Some(json!({ "text": "MFA is enforced for every user account" })),
+            ),
             ("GET", _) => (org_path, token, None),
             ("PATCH", "/api/v1/orgs/{org_id}") => {
                 (org_path, token, Some(json!({ "name": "Same name" })))

@@ -8,10 +8,12 @@
 //! `SecretString` and print as `[redacted]`; URLs print with their password masked.
 
 mod ai_limits;
+mod ai_tasks;
 mod readiness;
 mod validate;
 
 pub use ai_limits::AiLimitsConfig;
+pub use ai_tasks::AiTasksConfig;
 pub use readiness::ReadinessConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -39,6 +41,7 @@ const SECTIONS: &[&str] = &[
     "rate_limits",
     "features",
     "ai_limits",
+    "ai_tasks",
     "readiness",
 ];
 
@@ -68,6 +71,8 @@ pub struct Config {
     pub ai: assay_ai::AiConfig,
     /// AI rate limits per caller and task class, and organisation budgets.
     pub ai_limits: AiLimitsConfig,
+    /// How the AI task endpoints treat answers (the classification threshold).
+    pub ai_tasks: AiTasksConfig,
     /// When readiness snapshots (score history) are taken.
     pub readiness: ReadinessConfig,
 }

@@ -155,6 +155,9 @@ pub(crate) fn problems(c: &Config) -> Vec<Problem> {
     for (setting, message) in c.ai_limits.problems() {
         out.push(problem(setting, message));
     }
+    for (setting, message) in c.ai_tasks.problems() {
+        out.push(problem(setting, message));
+    }
 
     if c.is_production() {
         let secret = c.auth.jwt_secret.expose_secret();

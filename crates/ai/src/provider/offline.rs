@@ -20,6 +20,9 @@ use std::sync::Arc;
 
 pub const OFFLINE_NOTE: &str = "(Offline answer from the Assay catalogue; no AI model was used.)";
 
+/// The most confidence a rule-based classification claims.
+pub const OFFLINE_MAX_CONFIDENCE: f64 = 0.65;
+
 pub struct Offline {
     knowledge: Arc<dyn KnowledgeSource>,
 }
@@ -144,11 +147,12 @@ impl Offline {
             .take(3)
             .map(|e| e.id)
             .collect();
-        // Keyword rules are a weak signal: confidence stays well below a model's.
+        // Keyword rules are a weak signal: confidence stays below a model's and below the
+        // default auto-apply threshold (0.7), so a person confirms a rule-based answer.
         let confidence = if hits == 0 {
             0.1
         } else {
-            (0.3 + 0.15 * hits as f64).min(0.75)
+            (0.3 + 0.15 * hits as f64).min(OFFLINE_MAX_CONFIDENCE)
         };
         json!({
             "evidence_type": kind,
@@ -454,6 +458,7 @@ mod tests {
             serde_json::from_str(&o.answer(&req(TaskKind::Classification, "holiday photo")))
                 .unwrap();
         assert_eq!(none["evidence_type"], "unclassified");
+        assert!(a["confidence"].as_f64().unwrap() <= OFFLINE_MAX_CONFIDENCE);
         assert!(none["confidence"].as_f64().unwrap() < 0.2);
     }
 

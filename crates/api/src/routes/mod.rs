@@ -1,6 +1,7 @@
 //! HTTP routes, one module per area.
 
 pub mod ai;
+pub mod ai_tasks;
 pub mod api_keys;
 pub mod assessments;
 pub mod audit;

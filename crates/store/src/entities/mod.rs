@@ -11,6 +11,7 @@ pub mod audit_chain_head;
 pub mod audit_event;
 pub mod auth_session;
 pub mod business_profile;
+pub mod evidence_classification;
 pub mod imported_framework;
 pub mod invitation;
 pub mod login_failure;

@@ -12,6 +12,7 @@ mod m0004_compliance_posture;
 mod m0005_imported_frameworks;
 mod m0006_assessments_and_snapshots;
 mod m0007_ai_conversations;
+mod m0008_evidence_classifications;
 
 use crate::db::Db;
 use crate::error::StoreError;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_imported_frameworks::Migration),
             Box::new(m0006_assessments_and_snapshots::Migration),
             Box::new(m0007_ai_conversations::Migration),
+            Box::new(m0008_evidence_classifications::Migration),
         ]
     }
 }

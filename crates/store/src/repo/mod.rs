@@ -9,6 +9,7 @@ pub mod ai_usage;
 pub mod api_keys;
 pub mod assessments;
 pub mod audit;
+pub mod evidence_classifications;
 pub mod imported_frameworks;
 pub mod invitations;
 pub mod login_failures;
