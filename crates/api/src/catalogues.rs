@@ -186,7 +186,7 @@ impl Catalogues {
     /// What this organisation sees: built-in, platform-wide and its own frameworks.
     pub async fn for_org(&self, ctx: &OrgCtx) -> Result<Arc<Catalogue>, StoreError> {
         let platform = self.platform().await?;
-        let (db, ctx) = (self.db.clone(), ctx.clone());
+        let (db, ctx) = (self.db.clone(), *ctx);
         self.views
             .try_get_with(ViewKey::Org(ctx.org_id()), async move {
                 let own = imported_frameworks::org_packs(db.primary(), &ctx).await?;
@@ -308,7 +308,7 @@ impl Catalogues {
         key: &str,
         event: NewAuditEvent,
     ) -> Result<ImportedFramework, PackError> {
-        let (ctx2, key2) = (ctx.clone(), key.to_owned());
+        let (ctx2, key2) = (*ctx, key.to_owned());
         let record = self
             .db
             .write(move |txn| {

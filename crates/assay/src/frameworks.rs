@@ -93,7 +93,7 @@ async fn import(
         key,
     };
     let scope = match &ctx {
-        Some(ctx) => PackScope::Org(ctx.clone()),
+        Some(ctx) => PackScope::Org(*ctx),
         None => PackScope::Platform,
     };
     let event = NewAuditEvent::new(scope.org_id(), Actor::System, "framework.imported");

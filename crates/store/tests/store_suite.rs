@@ -891,7 +891,7 @@ async fn imported_framework_key_races_admit_one_import(t: TestDb) {
     let ctx = OrgCtx::for_verified_member(org.id, user.id, Role::Owner);
     let mut tasks = Vec::new();
     for i in 0..6 {
-        let (db, ctx) = (t.db.clone(), ctx.clone());
+        let db = t.db.clone();
         tasks.push(tokio::spawn(async move {
             db.write(move |txn| {
                 Box::pin(async move {

@@ -135,7 +135,7 @@ pub async fn import_for_org(
     let (record, pack) = state
         .catalogues()
         .import(
-            PackScope::Org(access.ctx.clone()),
+            PackScope::Org(access.ctx),
             upload,
             Some(actor_label(&access.caller)),
             access.event("framework.imported"),
