@@ -348,7 +348,10 @@ pub struct ChatCompletionRequest {
 /// Parameters accepted only at their no-op value (clients such as LangChain send defaults);
 /// any other value changes the answer in a way this gateway does not implement, so it is
 /// refused rather than silently ignored.
-const DEFAULT_ONLY: &[(&str, fn(&Value) -> bool)] = &[
+/// Whether a parameter's value is its no-op default.
+type IsDefault = fn(&Value) -> bool;
+
+const DEFAULT_ONLY: &[(&str, IsDefault)] = &[
     ("n", |v| v.as_u64() == Some(1)),
     ("top_p", |v| v.as_f64() == Some(1.0)),
     ("presence_penalty", |v| v.as_f64() == Some(0.0)),
