@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::json::invalid_field;
 use crate::state::AppState;
 use assay_config::ReadinessConfig;
-use assay_core::catalogue::{self, Catalogue};
+use assay_core::catalogue::Catalogue;
 use assay_core::readiness::{ControlState, ReadinessModel};
 use assay_core::{OrgCtx, OrgId};
 use assay_store::StoreError;
@@ -34,7 +34,7 @@ use assay_store::repo::readiness_snapshots::{
 };
 use chrono::{DateTime, Days, Utc};
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -45,15 +45,13 @@ const MAX_ATTEMPTS: u32 = 5;
 /// Pause before the daily task tries again after the database failed.
 const DAILY_RETRY: Duration = Duration::from_secs(300);
 
-/// The catalogue an organisation's readiness is computed against.
-// The per-organisation catalogue view (imported packs) replaces this when it lands.
+/// The catalogue an organisation sees (built-in, platform-wide and its own imported packs),
+/// which its readiness and assessments are computed against.
 pub(crate) async fn catalogue_for(
-    _state: &AppState,
-    _ctx: &OrgCtx,
+    state: &AppState,
+    ctx: &OrgCtx,
 ) -> Result<Arc<Catalogue>, StoreError> {
-    static BUILTIN: LazyLock<Arc<Catalogue>> =
-        LazyLock::new(|| Arc::new(catalogue::builtin().clone()));
-    Ok(BUILTIN.clone())
+    state.catalogues().for_org(ctx).await
 }
 
 /// What readiness is computed from: the adopted frameworks the catalogue knows, and the
@@ -469,13 +467,21 @@ pub async fn history(
         })?),
         None => None,
     };
+    let history = snapshots::history(state.db().primary(), &access.ctx, since, limit).await?;
     if let Some(key) = &q.framework {
-        let catalogue = catalogue_for(&state, &access.ctx).await?;
-        if catalogue.framework(key).is_none() {
+        // A framework whose pack has since been deleted still has its past points.
+        let in_history = history
+            .iter()
+            .any(|s| s.frameworks.iter().any(|f| f.framework == *key));
+        if !in_history
+            && catalogue_for(&state, &access.ctx)
+                .await?
+                .framework(key)
+                .is_none()
+        {
             return Err(invalid_field("framework", "is not a known framework key"));
         }
     }
-    let history = snapshots::history(state.db().primary(), &access.ctx, since, limit).await?;
     let points = points(&history, q.framework.as_deref());
     let trend = trend(&points);
     Ok(axum::Json(serde_json::json!({

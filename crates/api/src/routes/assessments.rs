@@ -177,7 +177,11 @@ pub async fn start(
     ValidJson(body): ValidJson<StartAssessment>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let access = access.access;
-    let catalogue = catalogue_for(&state, &access.ctx).await?;
+    let mut catalogue = catalogue_for(&state, &access.ctx).await?;
+    if catalogue.framework(&body.framework).is_none() {
+        // Perhaps imported on another node since this node built the organisation's view.
+        catalogue = state.catalogues().refreshed_for_org(&access.ctx).await?;
+    }
     let Some(framework) = catalogue.framework(&body.framework) else {
         return Err(invalid_field("framework", "is not a known framework key"));
     };
