@@ -894,3 +894,149 @@ async fn the_pipeline_checks_structured_answers_against_the_callers_schema() {
         "$.controls_covered: more items than maxItems"
     );
 }
+
+#[tokio::test]
+async fn an_api_key_has_its_own_limits_and_conversations() {
+    let mock = mock(4).await;
+    let app = app_with(&mock, |c| {
+        c.ai_limits.chat_per_minute = 5;
+        c.ai_limits.burst = 2;
+    })
+    .await;
+    let s = app.signup("keys@example.com", "Keys Org").await;
+    let res = call(
+        &app,
+        &s,
+        Method::POST,
+        &format!("/api/v1/orgs/{}/api-keys", s.org_id),
+        Some(json!({ "name": "assistant bot", "scopes": ["ai"] })),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let key: Value = res.json().await.unwrap();
+    let bot = Session {
+        access: key["key"].as_str().unwrap().to_owned(),
+        ..s.clone()
+    };
+    let conv = new_conversation(&app, &bot).await;
+    // The key's conversation is not the person's, and the other way round.
+    let res = call(
+        &app,
+        &s,
+        Method::GET,
+        &format!("/api/v1/orgs/{}/ai/conversations/{conv}", s.org_id),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 404);
+
+    for i in 0..2 {
+        let res = call(
+            &app,
+            &bot,
+            Method::POST,
+            &messages_path(&bot, &conv),
+            Some(json!({ "content": format!("Bot question {i}"), "stream": false })),
+        )
+        .await;
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    }
+    let res = call(
+        &app,
+        &bot,
+        Method::POST,
+        &messages_path(&bot, &conv),
+        Some(json!({ "content": "Bot question 3", "stream": false })),
+    )
+    .await;
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+
+    // The person who made the key still has their own bucket.
+    let mine = new_conversation(&app, &s).await;
+    let res = call(
+        &app,
+        &s,
+        Method::POST,
+        &messages_path(&s, &mine),
+        Some(json!({ "content": "My question", "stream": false })),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+
+    // The key's calls are audited as the key's.
+    let events = audited(&app, &s, "ai.call", 3).await;
+    let key_id = key["api_key"]["id"].as_str().unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.actor_type == "api_key" && e.actor_id.as_deref() == Some(key_id))
+            .count(),
+        2,
+        "{events:#?}"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_the_strict_profile_blocks_ends_the_stream_with_a_typed_error() {
+    let mock = mock(20).await;
+    let app = app_with(&mock, |_| {}).await;
+    let s = app.signup("strict@example.com", "Strict Org").await;
+    let res = call(
+        &app,
+        &s,
+        Method::PUT,
+        &format!("/api/v1/orgs/{}/ai/settings", s.org_id),
+        Some(json!({ "monthly_budget_usd": null, "store_prompts": false, "safety_profile": "strict" })),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let conv = new_conversation(&app, &s).await;
+    let reply = "Use the deployment key AKIAIOSFODNN7EXAMPLE for the upload job.";
+
+    mock.control.push_replies([reply]);
+    let (_, events) = ask_streamed(&app, &s, &conv, "Which key does the upload job use?").await;
+    assert_eq!(events[0]["chunk_type"], "metadata", "{events:#?}");
+    let last = events.last().unwrap();
+    assert_eq!(last["chunk_type"], "error", "{events:#?}");
+    assert_eq!(last["error"]["code"], "ai_blocked");
+    assert_eq!(last["error"]["details"]["direction"], "output");
+    assert!(
+        last["error"]["details"]["rules"]
+            .to_string()
+            .contains("secret.aws_access_key"),
+        "{last}"
+    );
+    let all = serde_json::to_string(&events).unwrap();
+    assert!(!all.contains("AKIA"), "{all}");
+
+    mock.control.push_replies([reply]);
+    let res = call(
+        &app,
+        &s,
+        Method::POST,
+        &messages_path(&s, &conv),
+        Some(json!({ "content": "And again?", "stream": false })),
+    )
+    .await;
+    assert_eq!(res.status(), 422);
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains("ai_blocked") && !text.contains("AKIA"),
+        "{text}"
+    );
+
+    // Nothing of a blocked exchange is stored.
+    let got: Value = call(
+        &app,
+        &s,
+        Method::GET,
+        &format!("/api/v1/orgs/{}/ai/conversations/{conv}", s.org_id),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(got["messages"], json!([]));
+}

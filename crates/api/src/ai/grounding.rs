@@ -1,12 +1,15 @@
 //! The system prompt that grounds assistant answers in one organisation's own posture:
 //! its adopted frameworks with readiness, how many controls are in each status, and the
 //! next actions with most effect. Read from the store for the caller's organisation only
-//! (every query takes its `OrgCtx`), so another organisation's data can never reach it.
+//! (every query takes its `OrgCtx`), against the organisation's own catalogue view (built-in
+//! frameworks plus the packs it or the platform imported), so another organisation's data
+//! can never reach it.
 
 use crate::error::ApiError;
+use crate::state::AppState;
+use assay_core::catalogue::Catalogue;
 use assay_core::readiness::{ControlState, ReadinessModel};
-use assay_core::{ControlStatus, OrgCtx, catalogue};
-use assay_store::Db;
+use assay_core::{ControlStatus, OrgCtx};
 use assay_store::repo::posture;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -15,13 +18,14 @@ use std::fmt::Write;
 const LISTED_ACTIONS: usize = 8;
 
 /// The grounding system prompt for the organisation in `ctx`.
-pub async fn org_system_prompt(db: &Db, ctx: &OrgCtx) -> Result<String, ApiError> {
-    let conn = db.primary();
+pub async fn org_system_prompt(state: &AppState, ctx: &OrgCtx) -> Result<String, ApiError> {
+    let catalogue = state.catalogues().for_org(ctx).await?;
+    let conn = state.db().primary();
     let adopted: Vec<String> = posture::adopted(conn, ctx)
         .await?
         .into_iter()
         .map(|a| a.framework_key)
-        .filter(|k| catalogue::builtin().framework(k).is_some())
+        .filter(|k| catalogue.framework(k).is_some())
         .collect();
     let states: HashMap<String, ControlState> = posture::control_states(conn, ctx)
         .await?
@@ -32,10 +36,14 @@ pub async fn org_system_prompt(db: &Db, ctx: &OrgCtx) -> Result<String, ApiError
             (r.control_key, s)
         })
         .collect();
-    Ok(render(&adopted, &states))
+    Ok(render(&catalogue, &adopted, &states))
 }
 
-fn render(adopted: &[String], states: &HashMap<String, ControlState>) -> String {
+fn render(
+    catalogue: &Catalogue,
+    adopted: &[String],
+    states: &HashMap<String, ControlState>,
+) -> String {
     let mut out = String::from(
         "You are Assay's compliance assistant. Answer for this organisation, using its posture \
          below and the built-in framework catalogue; say so when you do not know. Do not \
@@ -45,12 +53,12 @@ fn render(adopted: &[String], states: &HashMap<String, ControlState>) -> String 
         out.push_str("The organisation has not adopted any framework yet.\n");
     } else {
         let keys: Vec<&String> = adopted.iter().collect();
-        match ReadinessModel::new(catalogue::builtin(), &keys) {
+        match ReadinessModel::new(catalogue, &keys) {
             Ok(model) => {
                 let r = model.compute(states);
                 out.push_str("Adopted frameworks and readiness:\n");
                 for f in &r.frameworks {
-                    let name = catalogue::builtin()
+                    let name = catalogue
                         .framework(f.framework)
                         .map_or(f.framework, |fw| fw.name.as_str());
                     let pct = f
@@ -84,7 +92,7 @@ fn render(adopted: &[String], states: &HashMap<String, ControlState>) -> String 
     for s in states.values() {
         *counts.entry(s.status).or_default() += 1;
     }
-    let total = catalogue::builtin().controls().len();
+    let total = catalogue.controls().len();
     let touched: usize = counts.values().sum();
     let _ = write!(out, "Control statuses (of {total} controls):");
     for status in ControlStatus::ALL {
@@ -102,6 +110,7 @@ fn render(adopted: &[String], states: &HashMap<String, ControlState>) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use assay_core::catalogue;
 
     #[test]
     fn names_frameworks_readiness_and_statuses() {
@@ -114,11 +123,11 @@ mod tests {
             control.key.clone(),
             ControlState::new(ControlStatus::Implemented),
         )]);
-        let text = render(std::slice::from_ref(&fw.key), &states);
+        let text = render(catalogue::builtin(), std::slice::from_ref(&fw.key), &states);
         assert!(text.contains(&fw.name), "{text}");
         assert!(text.contains("readiness"), "{text}");
         assert!(text.contains("implemented 1;"), "{text}");
-        let empty = render(&[], &HashMap::new());
+        let empty = render(catalogue::builtin(), &[], &HashMap::new());
         assert!(empty.contains("not adopted any framework"), "{empty}");
     }
 }

@@ -222,6 +222,9 @@ struct Inner {
     settings: Option<moka::future::Cache<OrgId, AiSettings>>,
     cfg: AiLimitsConfig,
     audit: AuditQueue,
+    /// Organisations whose budget warning this node has seen given this month (`YYYY-MM`):
+    /// spares a database write on every call past the threshold.
+    warned: std::sync::Mutex<std::collections::HashMap<OrgId, String>>,
     /// The highest configured prices (USD per million tokens), for in-flight estimates.
     max_price: (f64, f64),
 }
@@ -295,6 +298,7 @@ impl AiPipeline {
                         .build()
                 }),
                 cfg: config.ai_limits.clone(),
+                warned: Default::default(),
                 max_price,
             }),
         }
@@ -533,6 +537,12 @@ impl Inner {
     /// Audit `ai.budget.warning` the first time this month the threshold is crossed.
     async fn warn_budget_once(&self, caller: &AiCaller, ctx: &OrgCtx, budget: &BudgetStatus) {
         let month = month_key(chrono::Utc::now());
+        let seen = |w: &std::collections::HashMap<OrgId, String>| {
+            w.get(&caller.org_id).is_some_and(|m| *m == month)
+        };
+        if seen(&self.warned.lock().unwrap_or_else(|p| p.into_inner())) {
+            return;
+        }
         let mut ev = caller.event("ai.budget.warning");
         ev.details = json!({
             "month": month,
@@ -542,6 +552,7 @@ impl Inner {
             "threshold": self.cfg.budget_warning_ratio,
         });
         let ctx = *ctx;
+        let claimed_month = month.clone();
         let res = self
             .db
             .write(move |txn| {
@@ -553,8 +564,15 @@ impl Inner {
                 })
             })
             .await;
-        if let Err(e) = res {
-            tracing::error!(error = %e, "could not record the AI budget warning");
+        match res {
+            // Given now or by another node before: either way, done for this month.
+            Ok(()) => {
+                self.warned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(caller.org_id, claimed_month);
+            }
+            Err(e) => tracing::error!(error = %e, "could not record the AI budget warning"),
         }
     }
 

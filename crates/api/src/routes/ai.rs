@@ -488,7 +488,7 @@ pub async fn post_message(
     let mut messages = history(&earlier);
     messages.push(ChatMessage::user(body.content.clone()));
     let params = PipelineParams {
-        system: Some(org_system_prompt(state.db(), &ctx).await?),
+        system: Some(org_system_prompt(&state, &ctx).await?),
         resource: Some(("ai_conversation".into(), id.to_string())),
         ..PipelineParams::default()
     };
