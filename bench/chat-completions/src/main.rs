@@ -1,0 +1,662 @@
+//! Benchmark: what the OpenAI-compatible endpoint adds to a chat completion, next to a
+//! LiteLLM proxy doing the same job, in one run on one machine.
+//!
+//! Three targets in front of the same `mock-llm` process (release build, no latency):
+//! `direct` (mock-llm itself, the baseline), `assay` (`assay serve`, release, SQLite, the
+//! full AI pipeline behind `POST /v1/chat/completions`: API-key auth, per-key limits,
+//! budget, input and output safety, gateway, usage ledger and audit) and `litellm`
+//! (`litellm --config` proxy, PyPI `litellm[proxy]`, an `openai/` model pointing at the
+//! mock, one worker, a master key). Servers run on one CPU (`taskset -c 0`), this load
+//! generator re-executes itself on the other (`taskset -c 1`).
+//!
+//! 1. Latency: closed loop at each `--concurrency`, `--requests` per target (bounded by
+//!    `--max-secs`), targets interleaved in `--rounds`; prints p50/p99 per target, the
+//!    added p99 over direct and LiteLLM's added p99 divided by Assay's.
+//! 2. Capacity: open loop against Assay at each of `--rates` for `--step-secs`, latency
+//!    measured from each request's scheduled send time (no coordinated omission); the
+//!    highest rate with every request answered and p99 <= `--p99-ms` is reported. The same
+//!    steps against `direct` show how much of the ceiling is the generator and the mock.
+//!
+//! Every response is checked (200 and the mock's answer text); a failed request counts and
+//! is reported, never timed as a success.
+
+use assay_bench_harness::{LatencyStats, ms};
+use clap::Parser;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const PINNED_ENV: &str = "ASSAY_BENCH_CHAT_PINNED";
+const QUESTION: &str = "What does ISO 27001 clause 9.2 ask for?";
+
+#[derive(Parser, Clone, Debug)]
+#[command(about = "chat completions: direct vs Assay vs LiteLLM")]
+struct Args {
+    /// Requests per target per round in the latency phase.
+    #[arg(long, default_value_t = 2_000)]
+    requests: usize,
+    /// Closed-loop concurrencies for the latency phase (comma-separated).
+    #[arg(long, default_value = "1,8", value_delimiter = ',')]
+    concurrency: Vec<usize>,
+    /// Rounds per concurrency (targets interleaved within a round).
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Upper bound on one target's round, in seconds.
+    #[arg(long, default_value_t = 30)]
+    max_secs: u64,
+    /// Unmeasured requests per target first.
+    #[arg(long, default_value_t = 300)]
+    warmup: usize,
+    /// Open-loop request rates for the capacity search (requests per second).
+    #[arg(
+        long,
+        default_value = "1000,2000,3000,4000,5000,6000,8000",
+        value_delimiter = ','
+    )]
+    rates: Vec<u64>,
+    /// Seconds per capacity step.
+    #[arg(long, default_value_t = 5)]
+    step_secs: u64,
+    /// The p99 a step must stay within to count as sustained (milliseconds).
+    #[arg(long, default_value_t = 5.0)]
+    p99_ms: f64,
+    /// Release binaries (default: target/release/ of this workspace).
+    #[arg(long)]
+    assay_bin: Option<PathBuf>,
+    #[arg(long)]
+    mock_bin: Option<PathBuf>,
+    /// The `litellm` executable from a venv with `litellm[proxy]`.
+    #[arg(long, default_value = "target/bench-venv/litellm-1.108.10/bin/litellm")]
+    litellm: PathBuf,
+    /// Leave LiteLLM out.
+    #[arg(long)]
+    no_litellm: bool,
+    #[arg(long, default_value_t = 0)]
+    server_cpu: usize,
+    #[arg(long, default_value_t = 1)]
+    client_cpu: usize,
+}
+
+/// A server process, stopped (and reaped) when dropped.
+struct Server {
+    name: &'static str,
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("stopped {}", self.name);
+    }
+}
+
+#[derive(Clone)]
+struct Target {
+    name: &'static str,
+    url: String,
+    auth: String,
+    body: Arc<Vec<u8>>,
+}
+
+fn body_for(model: &str) -> Arc<Vec<u8>> {
+    Arc::new(
+        serde_json::to_vec(&serde_json::json!({
+            "model": model,
+            "messages": [{ "role": "user", "content": QUESTION }],
+            "max_tokens": 64
+        }))
+        .expect("static JSON"),
+    )
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn pinned(cpu: usize, program: &Path) -> Command {
+    let mut c = Command::new("taskset");
+    c.arg("-c").arg(cpu.to_string()).arg(program);
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Re-run this benchmark under `taskset -c <client_cpu>` unless it already is.
+fn pin_self(args: &Args) -> Option<std::process::ExitCode> {
+    if std::env::var_os(PINNED_ENV).is_some() {
+        return None;
+    }
+    let exe = std::env::current_exe().expect("own path");
+    let status = pinned(args.client_cpu, &exe)
+        .args(std::env::args_os().skip(1))
+        .env(PINNED_ENV, "1")
+        .status()
+        .expect("taskset runs (util-linux)");
+    Some(std::process::ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8,
+    ))
+}
+
+fn start_mock(args: &Args, bin: &Path) -> (Server, String) {
+    let mut child = pinned(args.server_cpu, bin)
+        .args(["--addr", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mock-llm starts");
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().expect("stderr"))
+        .read_line(&mut line)
+        .expect("mock-llm prints its address");
+    let base = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .filter(|u| u.starts_with("http://"))
+        .unwrap_or_else(|| panic!("unexpected mock-llm output: {line:?}"))
+        .to_owned();
+    (
+        Server {
+            name: "mock-llm",
+            child,
+        },
+        base,
+    )
+}
+
+async fn wait_http(client: &reqwest::Client, url: &str, server: &mut Server, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            eprintln!("{} exited early: {status}", server.name);
+            return false;
+        }
+        if let Ok(res) = client.get(url).send().await
+            && res.status().is_success()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let mut req = client.post(url).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status();
+    let value: serde_json::Value = res.json().await.expect("JSON");
+    assert!(status.is_success(), "{url}: {status} {value}");
+    value
+}
+
+/// `assay serve` on SQLite in `dir` with the mock as its one provider and limits out of the
+/// way (the benchmark measures the path, not the refusal); an API key with scope `ai`.
+async fn start_assay(
+    args: &Args,
+    bin: &Path,
+    dir: &Path,
+    mock_base: &str,
+    client: &reqwest::Client,
+) -> (Server, Target) {
+    let port = free_port();
+    let cfg = dir.join("assay.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[server]
+addr = "127.0.0.1:{port}"
+
+[database]
+url = "sqlite://{db}"
+
+[log]
+level = "warn"
+
+[rate_limits]
+auth_per_minute = 1000
+api_per_minute = 100000000
+
+[ai_limits]
+chat_per_minute = 100000000
+burst = 100000000
+tokens_per_minute = 2000000000
+default_monthly_budget_usd = 1000000000.0
+
+[[ai.providers]]
+name = "mock"
+kind = "openai"
+base_url = "{mock_base}/v1"
+api_key = "sk-mock-key"
+
+[[ai.models]]
+provider = "mock"
+model = "mock-fast"
+tier = "fast"
+"#,
+            db = dir.join("assay.db").display()
+        ),
+    )
+    .expect("config written");
+    let log = std::fs::File::create(dir.join("assay.log")).expect("log file");
+    let child = pinned(args.server_cpu, bin)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("serve")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("assay starts");
+    let mut server = Server {
+        name: "assay",
+        child,
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    assert!(
+        wait_http(client, &format!("{base}/health/ready"), &mut server, 120).await,
+        "assay did not become ready; see {}",
+        dir.join("assay.log").display()
+    );
+    let reg = post_json(
+        client,
+        &format!("{base}/api/v1/auth/register"),
+        None,
+        serde_json::json!({ "email": "bench@example.com", "password": "correct-horse-battery-staple-42", "name": "Bench", "org_name": "Bench" }),
+    )
+    .await;
+    let org = reg["org"]["id"].as_str().expect("org id");
+    let access = reg["access_token"].as_str().expect("token");
+    let key = post_json(
+        client,
+        &format!("{base}/api/v1/orgs/{org}/api-keys"),
+        Some(access),
+        serde_json::json!({ "name": "bench", "scopes": ["ai"] }),
+    )
+    .await;
+    let target = Target {
+        name: "assay",
+        url: format!("{base}/v1/chat/completions"),
+        auth: format!("Bearer {}", key["key"].as_str().expect("key")),
+        body: body_for("assay-auto"),
+    };
+    (server, target)
+}
+
+/// A LiteLLM proxy with one `openai/` model at the mock; `None` (with the reason printed)
+/// when it cannot be started.
+async fn start_litellm(
+    args: &Args,
+    dir: &Path,
+    mock_base: &str,
+    client: &reqwest::Client,
+) -> Option<(Server, Target)> {
+    if !args.litellm.exists() {
+        eprintln!(
+            "LiteLLM: not measured — {} does not exist (pip install 'litellm[proxy]' into a venv there)",
+            args.litellm.display()
+        );
+        return None;
+    }
+    let port = free_port();
+    let cfg = dir.join("litellm.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "model_list:\n  - model_name: mock-fast\n    litellm_params:\n      model: openai/mock-fast\n      api_base: {mock_base}/v1\n      api_key: sk-mock-key\nlitellm_settings:\n  drop_params: true\n  telemetry: false\ngeneral_settings:\n  master_key: sk-litellm-bench\n"
+        ),
+    )
+    .expect("litellm config");
+    let log = std::fs::File::create(dir.join("litellm.log")).expect("log file");
+    let child = pinned(args.server_cpu, &args.litellm)
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--num_workers",
+            "1",
+        ])
+        // Offline: the bundled model price map, no telemetry, quiet logs.
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .env("LITELLM_LOG", "ERROR")
+        .env("LITELLM_TELEMETRY", "False")
+        .env_remove("DATABASE_URL")
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("LiteLLM: not measured — could not start: {e}");
+            return None;
+        }
+    };
+    let mut server = Server {
+        name: "litellm",
+        child,
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    if !wait_http(
+        client,
+        &format!("{base}/health/liveliness"),
+        &mut server,
+        180,
+    )
+    .await
+    {
+        eprintln!(
+            "LiteLLM: not measured — not ready in 180 s; see {}",
+            dir.join("litellm.log").display()
+        );
+        return None;
+    }
+    Some((
+        server,
+        Target {
+            name: "litellm",
+            url: format!("{base}/v1/chat/completions"),
+            auth: "Bearer sk-litellm-bench".into(),
+            body: body_for("mock-fast"),
+        },
+    ))
+}
+
+/// One request: its latency when the answer is right.
+async fn call(client: &reqwest::Client, t: &Target) -> Result<(), String> {
+    let res = client
+        .post(&t.url)
+        .header("authorization", &t.auth)
+        .header("content-type", "application/json")
+        .body(t.body.as_ref().clone())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = res.status();
+    let bytes = res.bytes().await.map_err(|e| e.to_string())?;
+    if status != 200 || !bytes.windows(11).any(|w| w == b"Mock answer") {
+        return Err(format!(
+            "{status} {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+        ));
+    }
+    Ok(())
+}
+
+struct Run {
+    samples: Vec<Duration>,
+    failures: usize,
+    first_failure: Option<String>,
+    elapsed: Duration,
+}
+
+async fn closed_loop(
+    client: &reqwest::Client,
+    t: &Target,
+    requests: usize,
+    concurrency: usize,
+    max: Duration,
+) -> Run {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let deadline = start + max;
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (client, t, next) = (client.clone(), t.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut out = (Vec::new(), 0usize, None);
+            while next.fetch_add(1, Ordering::Relaxed) < requests && Instant::now() < deadline {
+                let at = Instant::now();
+                match call(&client, &t).await {
+                    Ok(()) => out.0.push(at.elapsed()),
+                    Err(e) => {
+                        out.1 += 1;
+                        out.2.get_or_insert(e);
+                    }
+                }
+            }
+            out
+        }));
+    }
+    let mut run = Run {
+        samples: Vec::with_capacity(requests),
+        failures: 0,
+        first_failure: None,
+        elapsed: Duration::ZERO,
+    };
+    for w in workers {
+        let (s, f, e) = w.await.expect("worker");
+        run.samples.extend(s);
+        run.failures += f;
+        if run.first_failure.is_none() {
+            run.first_failure = e;
+        }
+    }
+    run.elapsed = start.elapsed();
+    run
+}
+
+/// Open loop at `rate` for `secs`: request i is due at start + i/rate; its latency counts
+/// from then. More than `max_in_flight` outstanding requests count as failures.
+async fn open_loop(client: &reqwest::Client, t: &Target, rate: u64, secs: u64) -> Run {
+    let total = (rate * secs) as usize;
+    let max_in_flight = 2_000;
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(total);
+    let mut refused = 0;
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        if in_flight.load(Ordering::Relaxed) >= max_in_flight {
+            refused += 1;
+            continue;
+        }
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let (client, t, in_flight) = (client.clone(), t.clone(), in_flight.clone());
+        handles.push(tokio::spawn(async move {
+            let r = call(&client, &t).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+            r.map(|()| due.elapsed())
+        }));
+    }
+    let mut run = Run {
+        samples: Vec::with_capacity(total),
+        failures: refused,
+        first_failure: (refused > 0)
+            .then(|| format!("{refused} requests over {max_in_flight} in flight")),
+        elapsed: Duration::ZERO,
+    };
+    for h in handles {
+        match h.await.expect("request task") {
+            Ok(d) => run.samples.push(d),
+            Err(e) => {
+                run.failures += 1;
+                run.first_failure.get_or_insert(e);
+            }
+        }
+    }
+    run.elapsed = start.elapsed();
+    run
+}
+
+fn report(label: &str, run: &Run) -> Option<LatencyStats> {
+    let rate = run.samples.len() as f64 / run.elapsed.as_secs_f64().max(1e-9);
+    if run.failures > 0 {
+        println!(
+            "  {label}: {} failures (first: {})",
+            run.failures,
+            run.first_failure.as_deref().unwrap_or("-")
+        );
+    }
+    if run.samples.is_empty() {
+        return None;
+    }
+    let s = LatencyStats::from_samples(&run.samples);
+    println!("  {}  {rate:>8.0} req/s", s.line(label));
+    Some(s)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    if let Some(code) = pin_self(&args) {
+        return code;
+    }
+    let root = workspace_root();
+    let assay_bin = args
+        .assay_bin
+        .clone()
+        .unwrap_or_else(|| root.join("target/release/assay"));
+    let mock_bin = args
+        .mock_bin
+        .clone()
+        .unwrap_or_else(|| root.join("target/release/mock-llm"));
+    for b in [&assay_bin, &mock_bin] {
+        assert!(
+            b.exists(),
+            "{} missing: cargo build --release -p assay -p mock-llm",
+            b.display()
+        );
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(4_096)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+
+    let (_mock, mock_base) = start_mock(&args, &mock_bin);
+    let direct = Target {
+        name: "direct",
+        url: format!("{mock_base}/v1/chat/completions"),
+        auth: "Bearer sk-mock-key".into(),
+        body: body_for("mock-fast"),
+    };
+    let (_assay, assay) = start_assay(&args, &assay_bin, dir.path(), &mock_base, &client).await;
+    let litellm = if args.no_litellm {
+        None
+    } else {
+        start_litellm(&args, dir.path(), &mock_base, &client).await
+    };
+    let mut targets = vec![direct.clone(), assay.clone()];
+    if let Some((_, t)) = &litellm {
+        targets.push(t.clone());
+    }
+    println!(
+        "servers on CPU {} (mock-llm, assay{}), load generator on CPU {}; question: {QUESTION:?}",
+        args.server_cpu,
+        if litellm.is_some() { ", litellm" } else { "" },
+        args.client_cpu
+    );
+    for t in &targets {
+        let warm = closed_loop(&client, t, args.warmup, 4, Duration::from_secs(60)).await;
+        if warm.failures > 0 {
+            println!(
+                "{}: {} failures in warm-up (first: {})",
+                t.name,
+                warm.failures,
+                warm.first_failure.as_deref().unwrap_or("-")
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+
+    // 1. Added latency at fixed concurrency.
+    let max = Duration::from_secs(args.max_secs);
+    for &c in &args.concurrency {
+        println!(
+            "\n== latency, closed loop, concurrency {c}, {} requests per target per round",
+            args.requests
+        );
+        let mut all: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
+        for round in 1..=args.rounds {
+            println!(" round {round}");
+            for (i, t) in targets.iter().enumerate() {
+                let run = closed_loop(&client, t, args.requests, c, max).await;
+                report(t.name, &run);
+                all[i].extend(run.samples);
+            }
+        }
+        let stats: Vec<LatencyStats> = all.iter().map(|s| LatencyStats::from_samples(s)).collect();
+        println!(" all rounds:");
+        for (t, s) in targets.iter().zip(&stats) {
+            println!("  {}", s.line(t.name));
+        }
+        let base = &stats[0];
+        let added: Vec<(f64, f64)> = stats
+            .iter()
+            .map(|s| (ms(s.p50) - ms(base.p50), ms(s.p99) - ms(base.p99)))
+            .collect();
+        for (t, (a50, a99)) in targets.iter().zip(&added).skip(1) {
+            println!(
+                "  added over direct: {:<8} p50 {a50:+.3} ms  p99 {a99:+.3} ms",
+                t.name
+            );
+        }
+        if added.len() == 3 {
+            println!(
+                "  LiteLLM added p99 / Assay added p99 = {:.1}x (target >= 25x)",
+                added[2].1 / added[1].1.max(0.001)
+            );
+        }
+    }
+
+    // 2. Highest rate Assay sustains with p99 within the target; direct alongside.
+    println!(
+        "\n== capacity, open loop, {} s per step, sustained = all answered and p99 <= {} ms",
+        args.step_secs, args.p99_ms
+    );
+    let mut best = None;
+    for &rate in &args.rates {
+        println!(" {rate} req/s");
+        let d = open_loop(&client, &direct, rate, args.step_secs).await;
+        report("direct", &d);
+        let a = open_loop(&client, &assay, rate, args.step_secs).await;
+        let ok = report("assay", &a).is_some_and(|s| a.failures == 0 && ms(s.p99) <= args.p99_ms);
+        println!(
+            "  assay at {rate} req/s: {}",
+            if ok { "sustained" } else { "NOT sustained" }
+        );
+        if ok {
+            best = Some(rate);
+        } else {
+            break;
+        }
+    }
+    match best {
+        Some(r) => println!(
+            "\nAssay sustains {r} req/s with p99 <= {} ms (target >= 4000)",
+            args.p99_ms
+        ),
+        None => println!(
+            "\nAssay sustained none of the rates with p99 <= {} ms",
+            args.p99_ms
+        ),
+    }
+    std::process::ExitCode::SUCCESS
+}
