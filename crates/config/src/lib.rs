@@ -40,6 +40,7 @@ const SECTIONS: &[&str] = &[
     "security",
     "rate_limits",
     "features",
+    "ai",
     "ai_limits",
     "ai_tasks",
     "readiness",

@@ -334,6 +334,18 @@ mod tests {
     }
 
     #[test]
+    fn ai_gateway_settings_come_from_the_environment_too() {
+        Jail::expect_with(|jail| {
+            jail.set_env("ASSAY_AI__REQUEST_DEADLINE_MS", "4321");
+            jail.set_env("ASSAY_AI__OFFLINE_FALLBACK", "false");
+            let c = Config::load(Sources { file: None }).unwrap();
+            assert_eq!(c.ai.request_deadline_ms, 4321);
+            assert!(!c.ai.offline_fallback);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn production_lists_every_problem() {
         Jail::expect_with(|jail| {
             jail.set_env("ASSAY_ENV", "production");
