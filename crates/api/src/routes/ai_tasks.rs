@@ -2,8 +2,10 @@
 //! assessment question; gap analysis with recommendations for an adopted framework; a policy
 //! draft for a topic and framework; evidence classification.
 //!
-//! Every task builds its grounding from the built-in catalogue and this organisation's data
-//! only (reads go through the caller's `OrgCtx`), passes it to the AI pipeline as the
+//! Every task builds its grounding from the catalogue (for gap analysis and policy drafts
+//! the organisation's own view, with the packs it imported; help and classification use the
+//! built-in catalogue) and this organisation's data only (reads go through the caller's
+//! `OrgCtx`), passes it to the AI pipeline as the
 //! Assay-built system prompt (limits, budget, safety, gateway, audit: `crate::ai`), and puts
 //! only the caller's own words in the user message, which the pipeline safety-scans.
 //! Free text members typed into Assay (control notes, justifications, organisation names) is
@@ -477,7 +479,11 @@ pub async fn gap_analysis(
     access: RequirePermission<perm::AiUse>,
     ValidJson(body): ValidJson<GapAnalysisBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let fw = find_framework(&body.framework)?;
+    // The organisation's catalogue view: built-in packs plus the ones it imported.
+    let catalogue = state.catalogues().for_org(&access.ctx).await?;
+    let fw = catalogue
+        .framework(&body.framework)
+        .ok_or_else(|| ApiError::not_found("framework"))?;
     let db = state.db().primary();
     let ctx = &access.ctx;
     if !posture::adopted(db, ctx)
@@ -504,7 +510,7 @@ pub async fn gap_analysis(
             (r.control_key, s)
         })
         .collect();
-    let model = ReadinessModel::new(cat(), &[fw.key.as_str()])
+    let model = ReadinessModel::new(&catalogue, &[fw.key.as_str()])
         .map_err(ApiError::internal)?
         .with_action_limit(usize::MAX);
     let readiness = model.compute(&states);
@@ -527,7 +533,7 @@ pub async fn gap_analysis(
     );
     let in_scope: HashMap<&str, &CommonControl> = scope
         .iter()
-        .filter_map(|k| cat().control(k).map(|c| (*k, c)))
+        .filter_map(|k| catalogue.control(k).map(|c| (*k, c)))
         .collect();
 
     let b = fr.breakdown;
@@ -574,7 +580,7 @@ pub async fn gap_analysis(
 
     // Keep what names a control in scope (canonical key); drop and report the rest.
     let mut dropped: Vec<String> = Vec::new();
-    let mut canonical = |id: &str| -> Option<&'static str> {
+    let mut canonical = |id: &str| -> Option<&str> {
         let hit = scope
             .iter()
             .find(|k| k.eq_ignore_ascii_case(id.trim()))
@@ -668,16 +674,19 @@ pub async fn policy_draft(
     access: RequirePermission<perm::AiUse>,
     ValidJson(body): ValidJson<PolicyDraftBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let fw = find_framework(&body.framework)?;
+    let catalogue = state.catalogues().for_org(&access.ctx).await?;
+    let fw = catalogue
+        .framework(&body.framework)
+        .ok_or_else(|| ApiError::not_found("framework"))?;
     let topic = body.topic.trim();
     if topic.chars().count() < 3 {
         return Err(invalid_field("topic", "must not be blank"));
     }
-    let model = ReadinessModel::new(cat(), &[fw.key.as_str()]).map_err(ApiError::internal)?;
-    let scope: Vec<&'static CommonControl> = model
+    let model = ReadinessModel::new(&catalogue, &[fw.key.as_str()]).map_err(ApiError::internal)?;
+    let scope: Vec<&CommonControl> = model
         .controls_in_scope(&fw.key)
         .into_iter()
-        .filter_map(|k| cat().control(k))
+        .filter_map(|k| catalogue.control(k))
         .collect();
     let mut candidates = rank_controls(scope.iter().copied(), topic, CANDIDATES);
     if candidates.is_empty() {
