@@ -2,6 +2,12 @@
 //! the stream scanner on realistic mixed text (4 KiB and 64 KiB), each next to baselines
 //! measured in the same run over the same text: a lower-casing + memchr pass (the cheapest
 //! thing that reads every byte) and one e-mail regex (the cheapest single detector).
+//! Then the side by side with Microsoft Presidio on a labelled corpus (`presidio`).
+//!
+//! Flags: `--skip-presidio`, `--docs N` (corpus size, default 2000).
+
+mod corpus;
+mod presidio;
 
 use assay_bench_harness::{LatencyStats, ms};
 use assay_safety::{Direction, Policy, Profile, Scanner, StreamScanner};
@@ -59,6 +65,24 @@ fn mb_per_s(bytes: usize, d: Duration) -> f64 {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let skip_presidio = args.iter().any(|a| a == "--skip-presidio");
+    let docs = args
+        .iter()
+        .position(|a| a == "--docs")
+        .and_then(|i| args.get(i + 1))
+        .map_or(2000, |n| n.parse().expect("--docs takes a number"));
+    latency();
+    if !skip_presidio {
+        println!();
+        if let Err(e) = presidio::run(docs, 3) {
+            eprintln!("Presidio side by side not run: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn latency() {
     let scanner = Scanner::new();
     let email = Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
         .expect("regex");

@@ -1,12 +1,12 @@
 //! The scanner: every rule compiled once, run over the views of a text, with findings
 //! reconciled so that redaction never edits the same bytes twice.
 
-use crate::detect::Ctx;
 use crate::detect::disallowed::DisallowedRules;
 use crate::detect::encoded::{EncodedRules, EncodedThresholds};
 use crate::detect::injection::InjectionRules;
 use crate::detect::pii::PiiRules;
 use crate::detect::secrets::SecretRules;
+use crate::detect::{Ctx, KeyGate};
 use crate::finding::{Finding, Span};
 use crate::rule::Category;
 use crate::view;
@@ -38,6 +38,8 @@ pub struct Scanner {
     injection: InjectionRules,
     disallowed: DisallowedRules,
     encoded: EncodedRules,
+    /// Which words-view phrase rules can match a text at all.
+    phrase_gate: KeyGate,
     options: ScanOptions,
 }
 
@@ -81,6 +83,13 @@ impl Scanner {
             injection: InjectionRules::new(),
             disallowed: DisallowedRules::new(),
             encoded: EncodedRules::new(min_run),
+            phrase_gate: KeyGate::new(
+                &[
+                    crate::detect::injection::gate_keys(),
+                    crate::detect::disallowed::gate_keys(),
+                ]
+                .concat(),
+            ),
             options,
         }
     }
@@ -126,8 +135,9 @@ impl Scanner {
         } else {
             Vec::new()
         };
-        self.injection.detect(&mut ctx);
-        self.disallowed.detect(&mut ctx);
+        let open = self.phrase_gate.open(&words);
+        self.injection.detect(&mut ctx, open);
+        self.disallowed.detect(&mut ctx, open);
         let mut findings = ctx.out;
 
         let mut hidden: Vec<(Span, &str)> = decoded

@@ -311,31 +311,52 @@ fn group_invisible(text: &str, chars: &[(Invisible, usize, char)]) -> Vec<Invisi
 /// other characters collapsed to `" "`, or to `" . "` when it ends a clause, so phrase
 /// rules match whatever spacing, punctuation or case an author used.
 pub(crate) fn words(norm: &str) -> (String, OffsetMap) {
-    let mut out = String::with_capacity(norm.len() + 8);
-    let mut map = OffsetMap::default();
     let bytes = norm.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(norm.len() + 8);
+    let mut map = OffsetMap::default();
+    let n = bytes.len();
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i].is_ascii_alphanumeric() {
-            let start = i;
-            while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
-                i += 1;
+    while i < n {
+        // The common case, copied byte for byte: ASCII letters and digits, and single
+        // separators between them that do not end a clause.
+        let start = i;
+        while i < n {
+            let b = bytes[i];
+            let copied = b.is_ascii_alphanumeric()
+                || (b.is_ascii()
+                    && !matches!(b, b'.' | b'!' | b'?' | b';' | b':')
+                    && i > start
+                    && bytes[i - 1].is_ascii_alphanumeric()
+                    && i + 1 < n
+                    && bytes[i + 1].is_ascii_alphanumeric());
+            if !copied {
+                break;
             }
-            out.extend(
-                bytes[start..i]
-                    .iter()
-                    .map(|b| char::from(b.to_ascii_lowercase())),
-            );
+            i += 1;
+        }
+        if i > start {
+            out.extend(bytes[start..i].iter().map(|&b| {
+                if b.is_ascii_alphanumeric() {
+                    b.to_ascii_lowercase()
+                } else {
+                    b' '
+                }
+            }));
             map.push(i - start, i - start, true);
             continue;
         }
-        let c = char_at(norm, i);
-        if c.is_alphanumeric() {
-            let before = out.len();
-            out.extend(c.to_lowercase());
-            map.push(out.len() - before, c.len_utf8(), false);
-            i += c.len_utf8();
-            continue;
+        if !bytes[i].is_ascii() {
+            let c = char_at(norm, i);
+            if c.is_alphanumeric() {
+                let before = out.len();
+                let mut buf = [0u8; 4];
+                for l in c.to_lowercase() {
+                    out.extend_from_slice(l.encode_utf8(&mut buf).as_bytes());
+                }
+                map.push(out.len() - before, c.len_utf8(), false);
+                i += c.len_utf8();
+                continue;
+            }
         }
         let start = i;
         let mut clause_end = false;
@@ -353,10 +374,13 @@ pub(crate) fn words(norm: &str) -> (String, OffsetMap) {
             clause_end |= matches!(c, '.' | '!' | '?' | ';' | ':');
             i += width;
         }
-        let sep = if clause_end { " . " } else { " " };
-        out.push_str(sep);
-        map.push(sep.len(), i - start, false);
+        let sep: &[u8] = if clause_end { b" . " } else { b" " };
+        out.extend_from_slice(sep);
+        // A one-byte separator written as one space maps byte for byte; marking it linear
+        // lets it merge with the words around it, so the map stays a handful of segments.
+        map.push(sep.len(), i - start, sep.len() == 1 && i - start == 1);
     }
+    let out = String::from_utf8(out).expect("ASCII and whole UTF-8 characters only");
     (out, map)
 }
 

@@ -8,7 +8,7 @@
 //! words that usually belong to defence ("malware detection") end the match. Anything
 //! subtler belongs to the model provider's own moderation; this layer is a floor.
 
-use super::{Ctx, addressed_to_model, on_word_boundaries, re};
+use super::{Ctx, addressed_to_model, gate, on_word_boundaries, re};
 use crate::rule::Rule;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::Regex;
@@ -66,7 +66,63 @@ const REQUEST: &str =
 
 pub(crate) struct DisallowedRules {
     phrases: AhoCorasick,
-    patterns: Vec<(Rule, Regex)>,
+    /// Each with the [`gate`] bit that opens it.
+    patterns: Vec<(Rule, Regex, u32)>,
+}
+
+/// Gate keys (see [`super::KeyGate`]): every match of each rule contains one of them.
+pub(crate) fn gate_keys() -> Vec<(&'static str, u32)> {
+    let mut keys: Vec<(&'static str, u32)> = PHRASES
+        .iter()
+        .map(|(p, _)| (*p, gate::DISALLOWED_PHRASES))
+        .collect();
+    let groups: [(&[&'static str], u32); 4] = [
+        (
+            &[
+                "ransomware",
+                "malware",
+                "keylogger",
+                "key logger",
+                "rootkit",
+                "botnet",
+                "computer virus",
+                "trojan",
+                "spyware",
+                "infostealer",
+                "info stealer",
+                "crypter",
+            ],
+            gate::DISALLOWED_MALWARE,
+        ),
+        (
+            &[
+                "antivirus detection",
+                "av detection",
+                "edr detection",
+                "endpoint detection",
+            ],
+            gate::DISALLOWED_EVASION,
+        ),
+        (
+            &[
+                "phishing",
+                "fake login page",
+                "credential harvest",
+                "stealer",
+            ],
+            gate::DISALLOWED_CREDENTIAL_THEFT,
+        ),
+        (
+            &[
+                "sex", "erotic", "explicit", "nude", "naked", "nsfw", "lewd", "porn",
+            ],
+            gate::DISALLOWED_SEXUAL_MINORS,
+        ),
+    ];
+    for (words, bit) in groups {
+        keys.extend(words.iter().map(|w| (*w, bit)));
+    }
+    keys
 }
 
 impl DisallowedRules {
@@ -84,18 +140,21 @@ impl DisallowedRules {
                 re(&format!(
                     r"(?-u:\b){REQUEST}(?: (?:an?|some|the|working|functional|fully|undetectable|new|my|own|custom|simple|python|powershell|windows))* (?:ransomware|malware|keylogger|key logger|rootkit|botnet|computer virus|trojan|spyware|infostealer|info stealer|crypter|remote access trojan){tail}"
                 )),
+                gate::DISALLOWED_MALWARE,
             ),
             (
                 Rule::DisallowedMalware,
                 re(
                     r"(?-u:\b)(?:evade|bypass|avoid) (?:antivirus|av|edr|endpoint) detection (?:for|of|with) (?:my|this|the|a) (?:payload|malware|ransomware|trojan|virus)",
                 ),
+                gate::DISALLOWED_EVASION,
             ),
             (
                 Rule::DisallowedCredentialTheft,
                 re(&format!(
                     r"(?-u:\b){REQUEST}(?: (?:an?|some|the|fake|cloned|convincing|realistic|working))* (?:phishing (?:kit|page|site|website|login page)|fake login page|credential harvester|credential harvesting (?:page|site|kit|form)|password stealer|cookie stealer|session stealer)(?-u:\b)"
                 )),
+                gate::DISALLOWED_CREDENTIAL_THEFT,
             ),
             (
                 Rule::DisallowedSexualMinors,
@@ -106,20 +165,25 @@ impl DisallowedRules {
                     r"(?:about|of|involving|with|featuring|depicting) (?:an? |the |some |my )?(?:young )?",
                     r"(?:child|children|minor|minors|kid|kids|underage|preteen|preteens|toddler|schoolgirl|schoolboy|little girl|little boy|(?:[1-9]|1[0-7]) year old)(?-u:\b)"
                 )),
+                gate::DISALLOWED_SEXUAL_MINORS,
             ),
         ];
         Self { phrases, patterns }
     }
 
-    pub fn detect(&self, ctx: &mut Ctx<'_>) {
+    /// `open`: the [`gate`] bits whose keys occur in the words view.
+    pub fn detect(&self, ctx: &mut Ctx<'_>, open: u32) {
         let words = ctx.words;
-        for m in self.phrases.find_iter(words) {
+        // A rule whose gate keys are absent searches an empty text instead (none of them
+        // matches the empty string).
+        let gated = |bit: u32| if open & bit != 0 { words } else { "" };
+        for m in self.phrases.find_iter(gated(gate::DISALLOWED_PHRASES)) {
             if on_word_boundaries(words, m.start(), m.end()) {
                 ctx.words_phrase(PHRASES[m.pattern().as_usize()].1, m.start(), m.end());
             }
         }
-        for (rule, regex) in &self.patterns {
-            for m in regex.find_iter(words) {
+        for (rule, regex, bit) in &self.patterns {
+            for m in regex.find_iter(gated(*bit)) {
                 // Sexual content rules only fire on a request, never on policy prose.
                 if *rule == Rule::DisallowedSexualMinors && !addressed_to_model(words, m.start()) {
                     continue;

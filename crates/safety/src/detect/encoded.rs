@@ -4,13 +4,12 @@
 //! opaque runs are reported at low severity only: hashes and certificates are common in
 //! compliance evidence.
 
-use super::{Ctx, re};
+use super::Ctx;
 use crate::finding::Finding;
 use crate::rule::Rule;
 use base64::Engine;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use regex::Regex;
 
 /// Thresholds for encoded runs, in characters of the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +43,8 @@ const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD
 const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
 
 pub(crate) struct EncodedRules {
-    run: Regex,
+    /// Shortest run worth looking at.
+    min: usize,
 }
 
 /// A run that decoded to text, to be scanned again by the caller.
@@ -56,18 +56,15 @@ pub(crate) struct Decoded {
 
 impl EncodedRules {
     pub fn new(min: usize) -> Self {
-        Self {
-            run: re(&format!(r"[A-Za-z0-9+/_-]{{{min},}}={{0,2}}")),
-        }
+        Self { min }
     }
 
     /// Report encoded runs and return the ones that decoded to text.
     pub fn detect(&self, ctx: &mut Ctx<'_>, t: &EncodedThresholds) -> Vec<Decoded> {
         let text = ctx.norm;
         let mut decoded = Vec::new();
-        for m in self.run.find_iter(text) {
-            let (start, end) = (m.start(), m.end());
-            let run = m.as_str();
+        for (start, end) in runs(text.as_bytes(), self.min) {
+            let run = &text[start..end];
             let span = ctx.norm_map.map(start, end);
             if ctx.overlaps_secret(span) {
                 continue;
@@ -115,6 +112,38 @@ impl EncodedRules {
         }
         decoded
     }
+}
+
+/// Whether `b` can be part of a base64 (standard or URL-safe) or hex run.
+fn is_run_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'_' | b'-')
+}
+
+/// Runs of at least `min` base64/hex characters, each with up to two `=` of padding after
+/// it: the matches of `[A-Za-z0-9+/_-]{min,}={0,2}`, found in one pass over the bytes.
+fn runs(b: &[u8], min: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < b.len() {
+            if !is_run_byte(b[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < b.len() && is_run_byte(b[i]) {
+                i += 1;
+            }
+            if i - start >= min {
+                let mut end = i;
+                while end < b.len() && end - i < 2 && b[end] == b'=' {
+                    end += 1;
+                }
+                i = end;
+                return Some((start, end));
+            }
+        }
+        None
+    })
 }
 
 fn decode_hex(run: &str) -> Option<Vec<u8>> {

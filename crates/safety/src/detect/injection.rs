@@ -8,7 +8,7 @@
 //! imperative or a question addressed to the model, and a sentence that prohibits the act
 //! ("staff must not ignore previous instructions") is not an attempt.
 
-use super::{Ctx, addressed_to_model, on_word_boundaries, re};
+use super::{Ctx, addressed_to_model, gate, on_word_boundaries, re};
 use crate::rule::Rule;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::Regex;
@@ -124,6 +124,52 @@ const PHRASES: &[(&str, Rule)] = &[
     ("do anything now", Rule::InjectionRoleSwitch),
 ];
 
+/// Gate keys (see [`super::KeyGate`]): every match of each rule contains one of them.
+pub(crate) fn gate_keys() -> Vec<(&'static str, u32)> {
+    let mut keys: Vec<(&'static str, u32)> = PHRASES
+        .iter()
+        .map(|(p, _)| (*p, gate::INJECTION_PHRASES))
+        .collect();
+    // `override_re` starts with one of these verbs.
+    for k in [
+        "ignore",
+        "disregard",
+        "forget",
+        "override",
+        "overrule",
+        "discard",
+    ] {
+        keys.push((k, gate::INJECTION_OVERRIDE));
+    }
+    // Every noun `extraction` ends with contains one of these.
+    for k in ["prompt", "message", "instructions"] {
+        keys.push((k, gate::INJECTION_EXTRACTION));
+    }
+    // One per alternative of `role_switch`, in order.
+    for k in [
+        "you are now",
+        "act as",
+        "pretend",
+        "imagine",
+        "roleplay",
+        "role play",
+        "developer mode",
+        "god mode",
+        "jailbreak mode",
+        "dan mode",
+        "sudo mode",
+        "unrestricted mode",
+        "you have no",
+        "you now have no",
+        "from now on",
+        "henceforth",
+        "you are no longer",
+    ] {
+        keys.push((k, gate::INJECTION_ROLE_SWITCH));
+    }
+    keys
+}
+
 const NEGATION: &[&str] = &["not", "never", "t", "no", "nor", "cannot"];
 
 pub(crate) struct InjectionRules {
@@ -170,17 +216,24 @@ impl InjectionRules {
         }
     }
 
-    pub fn detect(&self, ctx: &mut Ctx<'_>) {
+    /// `open`: the [`gate`] bits whose keys occur in the words view.
+    pub fn detect(&self, ctx: &mut Ctx<'_>, open: u32) {
         for m in self.templates.find_iter(ctx.norm) {
             ctx.phrase(Rule::InjectionChatTemplate, m.start(), m.end());
         }
         let words = ctx.words;
-        for m in self.phrases.find_iter(words) {
+        // A rule whose gate keys are absent searches an empty text instead (none of them
+        // matches the empty string), which keeps each loop below as it was.
+        let gated = |bit: u32| if open & bit != 0 { words } else { "" };
+        for m in self.phrases.find_iter(gated(gate::INJECTION_PHRASES)) {
             if on_word_boundaries(words, m.start(), m.end()) {
                 ctx.words_phrase(PHRASES[m.pattern().as_usize()].1, m.start(), m.end());
             }
         }
-        for c in self.override_re.captures_iter(words) {
+        for c in self
+            .override_re
+            .captures_iter(gated(gate::INJECTION_OVERRIDE))
+        {
             let m = c.get(0).expect("whole match");
             let qualifiers: Vec<&str> = c[1].split(' ').collect();
             let strong = qualifiers.iter().any(|q| {
@@ -212,7 +265,10 @@ impl InjectionRules {
                 ctx.words_phrase(Rule::InjectionInstructionOverride, m.start(), m.end());
             }
         }
-        for c in self.extraction.captures_iter(words) {
+        for c in self
+            .extraction
+            .captures_iter(gated(gate::INJECTION_EXTRACTION))
+        {
             let body = c.get(1).expect("body group");
             let noun = &c[3];
             let generic = matches!(noun, "prompt" | "instructions");
@@ -227,7 +283,10 @@ impl InjectionRules {
                 body.end(),
             );
         }
-        for m in self.role_switch.find_iter(words) {
+        for m in self
+            .role_switch
+            .find_iter(gated(gate::INJECTION_ROLE_SWITCH))
+        {
             let end = words[..m.end()].trim_end_matches([' ', '.']).len();
             ctx.words_phrase(Rule::InjectionRoleSwitch, m.start(), end.max(m.start() + 1));
         }

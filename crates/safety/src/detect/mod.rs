@@ -10,6 +10,7 @@ pub(crate) mod secrets;
 use crate::finding::{Finding, Span, masked_preview, phrase_preview};
 use crate::rule::Rule;
 use crate::view::OffsetMap;
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
 use regex::Regex;
 
 /// The views of one text and the findings collected so far.
@@ -52,6 +53,69 @@ impl Ctx<'_> {
         self.out
             .iter()
             .any(|f| f.category == crate::rule::Category::Secret && f.span.overlaps(&span))
+    }
+}
+
+/// The phrase rules of the words view, as bits of a [`KeyGate`] answer.
+pub(crate) mod gate {
+    pub const INJECTION_PHRASES: u32 = 1 << 0;
+    pub const INJECTION_OVERRIDE: u32 = 1 << 1;
+    pub const INJECTION_EXTRACTION: u32 = 1 << 2;
+    pub const INJECTION_ROLE_SWITCH: u32 = 1 << 3;
+    pub const DISALLOWED_PHRASES: u32 = 1 << 4;
+    pub const DISALLOWED_MALWARE: u32 = 1 << 5;
+    pub const DISALLOWED_EVASION: u32 = 1 << 6;
+    pub const DISALLOWED_CREDENTIAL_THEFT: u32 = 1 << 7;
+    pub const DISALLOWED_SEXUAL_MINORS: u32 = 1 << 8;
+}
+
+/// Literal keys (words-view spelling), at least one of which occurs inside every match of
+/// the rule they open. One pass over the words view tells which rules can match at all;
+/// the others are not run. Skipping a rule that cannot match changes no finding, and
+/// ordinary prose contains none of the keys, so most texts skip every phrase regex.
+pub(crate) struct KeyGate {
+    keys: AhoCorasick,
+    /// The rules each key opens.
+    opens: Vec<u32>,
+}
+
+impl KeyGate {
+    pub fn new(keys: &[(&str, u32)]) -> Self {
+        // Leftmost-first with the shortest keys listed first reports, at each position,
+        // the shortest key found there; it also opens the rules of every longer key that
+        // starts with it, so no key is hidden by a shorter one at the same position.
+        let mut sorted: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+        sorted.sort_by_key(|k| (k.len(), *k));
+        sorted.dedup();
+        let opens = sorted
+            .iter()
+            .map(|k| {
+                keys.iter()
+                    .filter(|(other, _)| other.starts_with(k))
+                    .fold(0, |acc, (_, bits)| acc | bits)
+            })
+            .collect();
+        let keys = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostFirst)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(&sorted)
+            .expect("gate automaton");
+        Self { keys, opens }
+    }
+
+    /// The rules whose keys occur in `words`.
+    pub fn open(&self, words: &str) -> u32 {
+        let all = self.opens.iter().fold(0, |acc, b| acc | b);
+        let mut open = 0;
+        let mut at = 0;
+        // Restarting one byte after each match start finds every position holding a key.
+        while open != all
+            && let Some(m) = self.keys.find(Input::new(words).span(at..words.len()))
+        {
+            open |= self.opens[m.pattern().as_usize()];
+            at = m.start() + 1;
+        }
+        open
     }
 }
 

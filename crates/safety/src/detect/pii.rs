@@ -70,35 +70,73 @@ impl PiiRules {
     fn detect_numbers(&self, ctx: &mut Ctx<'_>, a: usize, b: usize) {
         let text = ctx.norm;
         let window = &text[a..b];
-        for m in self.card.find_iter(window) {
-            if consistent_separators(m.as_str()) && checks::is_card(&digits(m.as_str())) {
-                ctx.value(Rule::PiiCard, a + m.start(), a + m.end());
+        // Cards, NHS numbers, SSNs and phone numbers are spelt only with `[0-9 ().+-]`, so
+        // each of their matches lies inside one maximal stretch of those characters (a
+        // "run"), and matches in different runs never interact. Each regex is therefore
+        // run only on the runs with enough digits for a match that can pass its checks,
+        // from the run's start (look-behind still sees the window) to just past its end.
+        // The findings, and their order, are exactly those of the regex over the window.
+        let runs = number_runs(window.as_bytes());
+        for r in runs.iter().filter(|r| r.digits >= 13) {
+            for m in matches_in(&self.card, window, r) {
+                if consistent_separators(m.as_str()) && checks::is_card(&digits(m.as_str())) {
+                    ctx.value(Rule::PiiCard, a + m.start(), a + m.end());
+                }
             }
         }
-        for m in self.nhs.find_iter(window) {
-            if consistent_separators(m.as_str()) && checks::is_nhs_number(&digits(m.as_str())) {
-                ctx.value(Rule::PiiNhsNumber, a + m.start(), a + m.end());
+        for r in runs.iter().filter(|r| r.digits >= 10) {
+            for m in matches_in(&self.nhs, window, r) {
+                if consistent_separators(m.as_str()) && checks::is_nhs_number(&digits(m.as_str())) {
+                    ctx.value(Rule::PiiNhsNumber, a + m.start(), a + m.end());
+                }
             }
         }
-        for c in self.ssn.captures_iter(window) {
-            let n = |i: usize| c[i].parse::<u32>().unwrap_or(0);
-            let m = c.get(0).expect("whole match");
-            if consistent_separators(m.as_str()) && checks::is_us_ssn(n(1), n(2), n(3)) {
-                ctx.value(Rule::PiiUsSsn, a + m.start(), a + m.end());
+        for r in runs.iter().filter(|r| r.digits >= 9) {
+            let hay = &window[..r.hay_end];
+            let mut at = r.start;
+            while let Some(c) = self.ssn.captures_at(hay, at) {
+                let m = c.get(0).expect("whole match");
+                let n = |i: usize| c[i].parse::<u32>().unwrap_or(0);
+                if consistent_separators(m.as_str()) && checks::is_us_ssn(n(1), n(2), n(3)) {
+                    ctx.value(Rule::PiiUsSsn, a + m.start(), a + m.end());
+                }
+                at = m.end();
             }
         }
-        self.detect_iban(ctx, a, window);
+        let shapes = NumberShapes::of(window.as_bytes());
+        if shapes.letters_then_digits {
+            self.detect_iban(ctx, a, window);
+            if runs.iter().any(|r| r.digits >= 6) {
+                self.detect_nino(ctx, a, window);
+            }
+        }
+        // `is_phone` wants 8 to 15 digits after a `+`, otherwise 10 or 11.
+        for r in runs
+            .iter()
+            .filter(|r| r.digits >= 10 || r.plus && r.digits >= 8)
+        {
+            for m in matches_in(&self.phone, window, r) {
+                if is_phone(text, a + m.start(), m.as_str()) {
+                    ctx.value(Rule::PiiPhone, a + m.start(), a + m.end());
+                }
+            }
+        }
+        if shapes.dotted_quad {
+            self.detect_ipv4(ctx, a, window);
+        }
+    }
+
+    fn detect_nino(&self, ctx: &mut Ctx<'_>, a: usize, window: &str) {
         for m in self.nino.find_iter(window) {
             let compact: Vec<u8> = m.as_str().bytes().filter(|b| *b != b' ').collect();
             if checks::is_uk_nino(&compact) {
                 ctx.value(Rule::PiiUkNino, a + m.start(), a + m.end());
             }
         }
-        for m in self.phone.find_iter(window) {
-            if is_phone(text, a + m.start(), m.as_str()) {
-                ctx.value(Rule::PiiPhone, a + m.start(), a + m.end());
-            }
-        }
+    }
+
+    fn detect_ipv4(&self, ctx: &mut Ctx<'_>, a: usize, window: &str) {
+        let text = ctx.norm;
         for m in self.ipv4.find_iter(window) {
             // `1.2.3.4.5` is a version number, not an address.
             let before = &text.as_bytes()[..a + m.start()];
@@ -132,6 +170,107 @@ impl PiiRules {
                 ctx.value(Rule::PiiIban, a + m.start(), end);
             }
         }
+    }
+}
+
+/// A maximal stretch of `[0-9 ().+-]` holding at least 6 digits.
+struct NumberRun {
+    start: usize,
+    /// Just past the run and the character that ends it, so a regex searching the run
+    /// judges a word boundary at its end as it would on the whole window.
+    hay_end: usize,
+    digits: usize,
+    plus: bool,
+}
+
+fn number_runs(b: &[u8]) -> Vec<NumberRun> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !matches!(b[i], b'0'..=b'9' | b' ' | b'(' | b')' | b'.' | b'+' | b'-') {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let (mut digits, mut plus) = (0, false);
+        while i < b.len() {
+            match b[i] {
+                b'0'..=b'9' => digits += 1,
+                b'+' => plus = true,
+                b' ' | b'(' | b')' | b'.' | b'-' => {}
+                _ => break,
+            }
+            i += 1;
+        }
+        if digits >= 6 {
+            // The ending character may be multi-byte: take all of it.
+            let mut hay_end = (i + 1).min(b.len());
+            while hay_end < b.len() && (b[hay_end] & 0xC0) == 0x80 {
+                hay_end += 1;
+            }
+            runs.push(NumberRun {
+                start,
+                hay_end,
+                digits,
+                plus,
+            });
+        }
+    }
+    runs
+}
+
+/// The matches of `re` that start inside run `r` of `window`, in order.
+fn matches_in<'h>(
+    re: &'h Regex,
+    window: &'h str,
+    r: &NumberRun,
+) -> impl Iterator<Item = regex::Match<'h>> + 'h {
+    let hay = &window[..r.hay_end];
+    let mut at = r.start;
+    std::iter::from_fn(move || {
+        let m = re.find_at(hay, at)?;
+        at = m.end();
+        Some(m)
+    })
+}
+
+/// Cheap facts about a digit window that IBAN, NI number and IPv4 matches need. Each is
+/// a necessary condition for its rules, so skipping a regex when it is false changes no
+/// finding: it only saves running the regex.
+#[derive(Default)]
+struct NumberShapes {
+    /// Two upper-case letters then a digit (after at most one space): how IBANs and
+    /// National Insurance numbers start.
+    letters_then_digits: bool,
+    /// Three dots within one stretch of `[0-9.]`, as in every IPv4 address.
+    dotted_quad: bool,
+}
+
+impl NumberShapes {
+    fn of(b: &[u8]) -> Self {
+        let mut shapes = Self::default();
+        let mut dots = 0usize;
+        for (i, &c) in b.iter().enumerate() {
+            match c {
+                b'0'..=b'9' => {}
+                b'.' => {
+                    dots += 1;
+                    shapes.dotted_quad |= dots >= 3;
+                }
+                _ => dots = 0,
+            }
+            if c.is_ascii_uppercase()
+                && !shapes.letters_then_digits
+                && b.get(i + 1).is_some_and(u8::is_ascii_uppercase)
+            {
+                shapes.letters_then_digits = match b.get(i + 2) {
+                    Some(d) if d.is_ascii_digit() => true,
+                    Some(b' ') => b.get(i + 3).is_some_and(u8::is_ascii_digit),
+                    _ => false,
+                };
+            }
+        }
+        shapes
     }
 }
 
