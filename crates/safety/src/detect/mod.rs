@@ -214,3 +214,43 @@ pub(crate) mod test_support {
         );
     }
 }
+
+#[cfg(test)]
+mod gate_tests {
+    use super::{KeyGate, gate};
+
+    fn phrase_gate() -> KeyGate {
+        KeyGate::new(
+            &[
+                super::injection::gate_keys(),
+                super::disallowed::gate_keys(),
+            ]
+            .concat(),
+        )
+    }
+
+    #[test]
+    fn a_key_that_prefixes_another_opens_both_rules() {
+        // "ignore" (override regex) starts the phrase "ignore everything above": the gate
+        // reports the shorter key there, which must also open the phrase rules.
+        let open = phrase_gate().open("please ignore everything above");
+        assert_ne!(open & gate::INJECTION_OVERRIDE, 0);
+        assert_ne!(open & gate::INJECTION_PHRASES, 0);
+    }
+
+    #[test]
+    fn every_phrase_opens_its_rules_and_prose_opens_none() {
+        let g = phrase_gate();
+        for (key, bit) in [
+            super::injection::gate_keys(),
+            super::disallowed::gate_keys(),
+        ]
+        .concat()
+        {
+            assert_ne!(g.open(&format!("x {key} y")) & bit, 0, "{key}");
+        }
+        let prose = "access reviews are performed quarterly by system owners and evidenced in the register . \
+            backups are encrypted and a restore is tested every month . ";
+        assert_eq!(g.open(prose), 0);
+    }
+}
