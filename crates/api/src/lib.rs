@@ -14,6 +14,7 @@ pub mod error;
 pub mod identity;
 pub mod json;
 pub mod openapi;
+pub mod posture_cache;
 mod rate_limit;
 pub mod readiness_snapshots;
 pub mod request_id;

@@ -28,7 +28,6 @@ use assay_core::catalogue::Catalogue;
 use assay_core::readiness::{ControlState, ReadinessModel};
 use assay_core::{OrgCtx, OrgId};
 use assay_store::StoreError;
-use assay_store::repo::posture;
 use assay_store::repo::readiness_snapshots::{
     self as snapshots, FrameworkScore, NewSnapshot, Snapshot, SnapshotTrigger,
 };
@@ -61,24 +60,9 @@ pub(crate) async fn readiness_inputs(
     ctx: &OrgCtx,
     catalogue: &Catalogue,
 ) -> Result<(Vec<String>, HashMap<String, ControlState>), StoreError> {
-    let db = state.db().primary();
     // Frameworks adopted before a pack disappeared are skipped, not fatal.
-    let adopted: Vec<String> = posture::adopted(db, ctx)
-        .await?
-        .into_iter()
-        .map(|a| a.framework_key)
-        .filter(|k| catalogue.framework(k).is_some())
-        .collect();
-    let states = posture::control_states(db, ctx)
-        .await?
-        .into_iter()
-        .map(|r| {
-            let mut s = ControlState::new(r.status);
-            s.justification = r.justification;
-            (r.control_key, s)
-        })
-        .collect();
-    Ok((adopted, states))
+    let posture = state.posture().get(ctx).await?;
+    Ok((posture.adopted_in(catalogue), posture.readiness_states()))
 }
 
 /// The organisation's scores now, computed from its stored posture.

@@ -22,6 +22,7 @@ struct Inner {
     ai_pipeline: AiPipeline,
     readiness_snapshots: crate::readiness_snapshots::ReadinessSnapshots,
     catalogues: crate::catalogues::Catalogues,
+    posture: crate::posture_cache::PostureCache,
     redis: Option<RedisConn>,
     config: Arc<Config>,
     draining: AtomicBool,
@@ -38,6 +39,7 @@ impl AppState {
         // The pipeline starts its audit writer task: this runs inside the runtime.
         let ai_pipeline = AiPipeline::new(ai.clone(), db.clone(), &config, redis.as_ref());
         let catalogues = crate::catalogues::Catalogues::new(db.clone());
+        let posture = crate::posture_cache::PostureCache::new(db.clone());
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -48,6 +50,7 @@ impl AppState {
                     config.readiness.clone(),
                 ),
                 catalogues,
+                posture,
                 redis,
                 config,
                 draining: AtomicBool::new(false),
@@ -78,7 +81,19 @@ impl AppState {
         &self.inner.catalogues
     }
 
-    /// The readiness snapshot scheduler: `notify` it after a change to an org's posture.
+    /// Each organisation's adopted frameworks and control records, cached per node.
+    pub fn posture(&self) -> &crate::posture_cache::PostureCache {
+        &self.inner.posture
+    }
+
+    /// An organisation's posture changed (adoption, control states): forget its cached
+    /// posture on this node and schedule a readiness snapshot. Call after the commit.
+    pub async fn posture_changed(&self, org: assay_core::OrgId) {
+        self.inner.posture.invalidate(org).await;
+        self.inner.readiness_snapshots.notify(org);
+    }
+
+    /// The readiness snapshot scheduler (use [`AppState::posture_changed`] after a change).
     pub fn readiness_snapshots(&self) -> &crate::readiness_snapshots::ReadinessSnapshots {
         &self.inner.readiness_snapshots
     }

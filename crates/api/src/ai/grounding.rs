@@ -10,7 +10,6 @@ use crate::state::AppState;
 use assay_core::catalogue::Catalogue;
 use assay_core::readiness::{ControlState, ReadinessModel};
 use assay_core::{ControlStatus, OrgCtx};
-use assay_store::repo::posture;
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -20,23 +19,12 @@ const LISTED_ACTIONS: usize = 8;
 /// The grounding system prompt for the organisation in `ctx`.
 pub async fn org_system_prompt(state: &AppState, ctx: &OrgCtx) -> Result<String, ApiError> {
     let catalogue = state.catalogues().for_org(ctx).await?;
-    let conn = state.db().primary();
-    let adopted: Vec<String> = posture::adopted(conn, ctx)
-        .await?
-        .into_iter()
-        .map(|a| a.framework_key)
-        .filter(|k| catalogue.framework(k).is_some())
-        .collect();
-    let states: HashMap<String, ControlState> = posture::control_states(conn, ctx)
-        .await?
-        .into_iter()
-        .map(|r| {
-            let mut s = ControlState::new(r.status);
-            s.justification = r.justification;
-            (r.control_key, s)
-        })
-        .collect();
-    Ok(render(&catalogue, &adopted, &states))
+    let posture = state.posture().get(ctx).await?;
+    Ok(render(
+        &catalogue,
+        &posture.adopted_in(&catalogue),
+        &posture.readiness_states(),
+    ))
 }
 
 fn render(

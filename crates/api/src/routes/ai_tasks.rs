@@ -484,13 +484,9 @@ pub async fn gap_analysis(
     let fw = catalogue
         .framework(&body.framework)
         .ok_or_else(|| ApiError::not_found("framework"))?;
-    let db = state.db().primary();
     let ctx = &access.ctx;
-    if !posture::adopted(db, ctx)
-        .await?
-        .iter()
-        .any(|a| a.framework_key == fw.key)
-    {
+    let posture = state.posture().get(ctx).await?;
+    if !posture.adopted.contains(&fw.key) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "framework_not_adopted",
@@ -501,15 +497,7 @@ pub async fn gap_analysis(
         )
         .with_details(json!({ "field": "framework", "framework": fw.key })));
     }
-    let states: HashMap<String, ControlState> = posture::control_states(db, ctx)
-        .await?
-        .into_iter()
-        .map(|r| {
-            let mut s = ControlState::new(r.status);
-            s.justification = r.justification;
-            (r.control_key, s)
-        })
-        .collect();
+    let states = posture.readiness_states();
     let model = ReadinessModel::new(&catalogue, &[fw.key.as_str()])
         .map_err(ApiError::internal)?
         .with_action_limit(usize::MAX);

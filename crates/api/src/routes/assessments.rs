@@ -133,7 +133,8 @@ async fn full_view(
     view["next_question"] = json!(bank.questions().iter().find(|q| open(&q.id)).map(|q| &q.id));
     view["questions"] = json!(questions);
     if record.status == AssessmentStatus::Completed {
-        let states = states_by_key(state, ctx).await?;
+        let posture = state.posture().get(ctx).await?;
+        let states = &posture.records;
         let changes: Vec<Value> = implied_of(record)?
             .iter()
             .filter_map(|i| {
@@ -672,7 +673,7 @@ pub async fn confirm(
         })
         .await?;
     if changed {
-        state.readiness_snapshots().notify(access.ctx.org_id());
+        state.posture_changed(access.ctx.org_id()).await;
     }
     let mut body = outcome;
     body["assessment_id"] = json!(id);

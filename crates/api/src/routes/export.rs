@@ -118,8 +118,8 @@ pub async fn controls(
     if !matches!(format, "csv" | "xlsx") {
         return Err(invalid_field("format", "must be csv or xlsx"));
     }
-    let states = super::compliance::states_by_key(&state, &access.ctx).await?;
-    let rows = rows(&states);
+    let posture = state.posture().get(&access.ctx).await?;
+    let rows = rows(&posture.records);
     let (bytes, content_type) = match format {
         "xlsx" => (
             xlsx_bytes(&rows)?,

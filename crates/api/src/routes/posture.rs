@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::json::{FieldError, ValidJson, invalid};
 use crate::state::AppState;
 use assay_core::profile::{BusinessProfile, recommend};
-use assay_core::readiness::{ControlState, ReadinessModel};
+use assay_core::readiness::ReadinessModel;
 use assay_store::repo::audit;
 use assay_store::repo::posture;
 use axum::Json;
@@ -15,7 +15,6 @@ use axum::extract::State;
 use garde::Validate;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 
 /// The request body: exactly a `BusinessProfile` (its own rules are checked after parsing).
 #[derive(Deserialize, Validate)]
@@ -149,30 +148,11 @@ pub async fn readiness(
     State(state): State<AppState>,
     access: RequirePermission<perm::FrameworksRead>,
 ) -> Result<Json<Value>, ApiError> {
-    let db = state.db().primary();
-    let adopted: Vec<String> = posture::adopted(db, &access.ctx)
-        .await?
-        .into_iter()
-        .map(|a| a.framework_key)
-        .collect();
-    let states: HashMap<String, ControlState> = posture::control_states(db, &access.ctx)
-        .await?
-        .into_iter()
-        .map(|r| {
-            let mut s = ControlState::new(r.status);
-            s.justification = r.justification;
-            (r.control_key, s)
-        })
-        .collect();
-    // Frameworks adopted before a pack was removed (from this build, or an import that can
-    // no longer be read) are skipped, not fatal.
+    let posture = state.posture().get(&access.ctx).await?;
     let catalogue = state.catalogues().for_org(&access.ctx).await?;
-    let known: Vec<&String> = adopted
-        .iter()
-        .filter(|k| catalogue.framework(k).is_some())
-        .collect();
-    let model = ReadinessModel::new(&catalogue, &known).map_err(ApiError::internal)?;
-    let result = model.compute(&states);
+    let model = ReadinessModel::new(&catalogue, &posture.adopted_in(&catalogue))
+        .map_err(ApiError::internal)?;
+    let result = model.compute(&posture.readiness_states());
     Ok(Json(
         serde_json::to_value(&result).map_err(ApiError::internal)?,
     ))

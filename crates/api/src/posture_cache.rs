@@ -1,0 +1,115 @@
+//! Each organisation's stored posture — the frameworks it adopted and its control records —
+//! as every read path uses it: the controls list and export, readiness, snapshots, the AI
+//! grounding and the AI tasks.
+//!
+//! Reads are served from memory (moka) for [`POSTURE_TTL`]; every write path calls
+//! [`crate::state::AppState::posture_changed`], which drops the org's entry on this node
+//! (and schedules a readiness snapshot), so a caller always reads its own writes. Another
+//! node sees a change within the TTL, like the membership and role caches
+//! (`identity.rs`). Why: the controls list was ~4-8x slower than `/me` under load
+//! (bench/posture) because each request read ~40 rows from PostgreSQL.
+
+use assay_core::catalogue::Catalogue;
+use assay_core::readiness::ControlState;
+use assay_core::{OrgCtx, OrgId};
+use assay_store::StoreError;
+use assay_store::repo::posture::{self, ControlRecord};
+use assay_store::{ConnectionTrait, Db};
+use moka::future::Cache;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How long another node may serve a posture that changed elsewhere.
+pub const POSTURE_TTL: Duration = Duration::from_secs(5);
+
+/// One organisation's stored posture, read in one go.
+#[derive(Debug, Default)]
+pub struct Posture {
+    /// Keys of the adopted frameworks, as stored (a pack that disappeared may be listed).
+    pub adopted: Vec<String>,
+    /// Control records by control key; a control without a record is `not_started`.
+    pub records: HashMap<String, ControlRecord>,
+}
+
+impl Posture {
+    /// Read from the database (the primary: a write just made must be visible).
+    pub async fn load(conn: &impl ConnectionTrait, ctx: &OrgCtx) -> Result<Self, StoreError> {
+        let adopted = posture::adopted(conn, ctx)
+            .await?
+            .into_iter()
+            .map(|a| a.framework_key)
+            .collect();
+        let records = posture::control_states(conn, ctx)
+            .await?
+            .into_iter()
+            .map(|r| (r.control_key.clone(), r))
+            .collect();
+        Ok(Self { adopted, records })
+    }
+
+    /// The adopted frameworks `catalogue` knows. Frameworks adopted before their pack was
+    /// removed (from this build, or an import that can no longer be read) are skipped.
+    pub fn adopted_in(&self, catalogue: &Catalogue) -> Vec<String> {
+        self.adopted
+            .iter()
+            .filter(|k| catalogue.framework(k).is_some())
+            .cloned()
+            .collect()
+    }
+
+    /// The control states readiness is computed from.
+    pub fn readiness_states(&self) -> HashMap<String, ControlState> {
+        self.records
+            .iter()
+            .map(|(key, r)| {
+                let mut s = ControlState::new(r.status);
+                s.justification = r.justification.clone();
+                (key.clone(), s)
+            })
+            .collect()
+    }
+}
+
+/// The per-node cache of [`Posture`]s.
+pub struct PostureCache {
+    db: Db,
+    cache: Cache<OrgId, Arc<Posture>>,
+    /// Bumped by every invalidation: a load that overlapped one is returned but not kept,
+    /// so a read that began before a write cannot re-insert the old posture after it.
+    generation: AtomicU64,
+}
+
+impl PostureCache {
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            cache: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(POSTURE_TTL)
+                .build(),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The organisation's posture, from memory when fresh.
+    pub async fn get(&self, ctx: &OrgCtx) -> Result<Arc<Posture>, StoreError> {
+        let org = ctx.org_id();
+        if let Some(hit) = self.cache.get(&org).await {
+            return Ok(hit);
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let loaded = Arc::new(Posture::load(self.db.primary(), ctx).await?);
+        if self.generation.load(Ordering::Acquire) == generation {
+            self.cache.insert(org, loaded.clone()).await;
+        }
+        Ok(loaded)
+    }
+
+    /// Forget the organisation's posture on this node (call after the write committed).
+    pub async fn invalidate(&self, org: OrgId) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.cache.invalidate(&org).await;
+    }
+}
