@@ -624,3 +624,55 @@ async fn frameworks_export_as_oscal_and_yaml_that_read_back() {
     .await;
     assert_eq!(status, 422);
 }
+
+/// The controls list and readiness are served from a per-node posture cache: the node that
+/// took a write answers with it at once; another node catches up within the cache's TTL
+/// (`posture_cache::POSTURE_TTL`), polled here rather than slept.
+#[tokio::test]
+async fn cached_posture_reads_follow_writes() {
+    let first = TestApp::spawn().await;
+    let second = TestApp::builder().database_of(&first).spawn().await;
+    let s = first.signup("cache@example.com", "Cached").await;
+    let org = &s.org_id;
+    let page = format!("/api/v1/orgs/{org}/controls?limit=5");
+    let status_of = |page: &Value| page["items"][0]["status"].as_str().unwrap().to_owned();
+    let (_, before) = call(&first, Method::GET, &page, &s.access, None).await;
+    let (_, before_second) = call(&second, Method::GET, &page, &s.access, None).await;
+    assert_eq!(status_of(&before), "not_started");
+    assert_eq!(status_of(&before_second), "not_started");
+    let key = before["items"][0]["key"].as_str().unwrap().to_owned();
+    let (patched, _) = call(
+        &first,
+        Method::PATCH,
+        &format!("/api/v1/orgs/{org}/controls/{key}"),
+        &s.access,
+        Some(json!({ "status": "implemented" })),
+    )
+    .await;
+    assert_eq!(patched, 200);
+    // The writing node: at once, for the page it had rendered and for a new view.
+    let (_, after) = call(&first, Method::GET, &page, &s.access, None).await;
+    assert_eq!(status_of(&after), "implemented");
+    let (_, filtered) = call(
+        &first,
+        Method::GET,
+        &format!("/api/v1/orgs/{org}/controls?status=implemented"),
+        &s.access,
+        None,
+    )
+    .await;
+    assert_eq!(filtered["items"].as_array().unwrap().len(), 1);
+    // The other node: within the TTL.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, now) = call(&second, Method::GET, &page, &s.access, None).await;
+        if status_of(&now) == "implemented" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second node never saw the change"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
