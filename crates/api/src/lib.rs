@@ -324,7 +324,13 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
         )
         .route(
             "/api/v1/orgs/{org_id}/frameworks/{key}",
-            put(routes::compliance::adopt).delete(routes::compliance::unadopt),
+            get(routes::compliance::get_org_framework)
+                .put(routes::compliance::adopt)
+                .delete(routes::compliance::unadopt),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/frameworks/{key}/export",
+            get(routes::export::org_framework),
         )
         .route(
             "/api/v1/orgs/{org_id}/controls",
@@ -350,7 +356,10 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
             "/api/v1/orgs/{org_id}/readiness",
             get(routes::posture::readiness),
         )
-        .route("/api/v1/orgs/{org_id}/ai/help", post(routes::ai_tasks::help))
+        .route(
+            "/api/v1/orgs/{org_id}/ai/help",
+            post(routes::ai_tasks::help),
+        )
         .route(
             "/api/v1/orgs/{org_id}/ai/gap-analysis",
             post(routes::ai_tasks::gap_analysis),

@@ -113,6 +113,14 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Access> {
             Org(P::FrameworksRead),
         ),
         (
+            ("GET", "/api/v1/orgs/{org_id}/frameworks/{key}"),
+            Org(P::FrameworksRead),
+        ),
+        (
+            ("GET", "/api/v1/orgs/{org_id}/frameworks/{key}/export"),
+            Org(P::FrameworksRead),
+        ),
+        (
             ("PUT", "/api/v1/orgs/{org_id}/frameworks/{key}"),
             Org(P::FrameworksAdopt),
         ),
@@ -180,7 +188,10 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Access> {
             Org(P::AssessmentsRead),
         ),
         (
-            ("DELETE", "/api/v1/orgs/{org_id}/assessments/{assessment_id}"),
+            (
+                "DELETE",
+                "/api/v1/orgs/{org_id}/assessments/{assessment_id}",
+            ),
             Org(P::AssessmentsWrite),
         ),
         (
@@ -611,6 +622,11 @@ impl Fixture {
             ("PUT", "/api/v1/orgs/{org_id}/frameworks/{key}") => {
                 (org_path.replace("{key}", "uk-gdpr"), token, None)
             }
+            (
+                "GET",
+                "/api/v1/orgs/{org_id}/frameworks/{key}"
+                | "/api/v1/orgs/{org_id}/frameworks/{key}/export",
+            ) => (org_path.replace("{key}", "cyber-essentials"), token, None),
             ("DELETE", "/api/v1/orgs/{org_id}/frameworks/{key}") => {
                 // Adopted first (by the owner), so there is something to drop.
                 let (status, body) = send(
@@ -706,8 +722,14 @@ impl Fixture {
                 // Room for a new session: the open one (if any) is deleted.
                 let (id, _) = self.assessment(which, false).await;
                 let path = format!("/api/v1/orgs/{}/assessments/{id}", org.id);
-                let (status, body) =
-                    send(&self.app, Method::DELETE, &path, Some(&org.owner.access), None).await;
+                let (status, body) = send(
+                    &self.app,
+                    Method::DELETE,
+                    &path,
+                    Some(&org.owner.access),
+                    None,
+                )
+                .await;
                 assert_eq!(status, 204, "{body}");
                 (
                     org_path,
@@ -715,18 +737,12 @@ impl Fixture {
                     Some(json!({ "framework": "cyber-essentials" })),
                 )
             }
-            (
-                "GET" | "DELETE",
-                "/api/v1/orgs/{org_id}/assessments/{assessment_id}",
-            )
+            ("GET" | "DELETE", "/api/v1/orgs/{org_id}/assessments/{assessment_id}")
             | ("POST", "/api/v1/orgs/{org_id}/assessments/{assessment_id}/complete") => {
                 let (id, _) = self.assessment(which, false).await;
                 (org_path.replace("{assessment_id}", &id), token, None)
             }
-            (
-                "PUT",
-                "/api/v1/orgs/{org_id}/assessments/{assessment_id}/answers/{question_id}",
-            ) => {
+            ("PUT", "/api/v1/orgs/{org_id}/assessments/{assessment_id}/answers/{question_id}") => {
                 let (id, question) = self.assessment(which, false).await;
                 let path = org_path
                     .replace("{assessment_id}", &id)

@@ -198,6 +198,43 @@ async fn oscal_prowler_and_yaml_become_frameworks_of_one_organisation_only() {
         status, 404,
         "org-private packs are not in the public catalogue"
     );
+    // Through the organisation, its own pack reads and exports; the neighbour's cannot.
+    let (status, detail) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/orgs/{}/frameworks/acme-baseline", a.org_id),
+        &a.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["key"], "acme-baseline");
+    assert!(!detail["items"].as_array().unwrap().is_empty());
+    let exported = app
+        .with_token(
+            Method::GET,
+            &format!(
+                "/api/v1/orgs/{}/frameworks/acme-baseline/export?format=yaml",
+                a.org_id
+            ),
+            &a.access,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(exported.status(), 200);
+    assert!(exported.text().await.unwrap().contains("acme-baseline"));
+    for path in ["", "/export"] {
+        let (status, _) = call(
+            &app,
+            Method::GET,
+            &format!("/api/v1/orgs/{}/frameworks/acme-baseline{path}", b.org_id),
+            &b.access,
+            None,
+        )
+        .await;
+        assert_eq!(status, 404, "the neighbour cannot read {path:?}");
+    }
     let (status, _) = call(
         &app,
         Method::PUT,

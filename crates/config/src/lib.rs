@@ -14,9 +14,9 @@ mod validate;
 
 pub use ai_limits::AiLimitsConfig;
 pub use ai_tasks::AiTasksConfig;
-pub use readiness::ReadinessConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+pub use readiness::ReadinessConfig;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

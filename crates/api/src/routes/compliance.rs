@@ -83,7 +83,33 @@ pub async fn get_framework(
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let catalogue = state.catalogues().platform().await?;
-    let fw = find_framework(&catalogue, &key)?;
+    framework_detail(&catalogue, &key)
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/frameworks/{key}",
+    operation_id = "get_org_framework",
+    tag = "compliance",
+    summary = "One framework the organisation can see, its own imports included, with its requirements (needs `frameworks.read`)",
+    params(crate::openapi::OrgIdParam, ("key" = String, Path, description = "Framework key")),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The framework"),
+        (status = 404, description = "No such framework", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn get_org_framework(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::FrameworksRead>,
+    Path((_, key)): Path<(Uuid, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let catalogue = state.catalogues().for_org(&access.ctx).await?;
+    framework_detail(&catalogue, &key)
+}
+
+fn framework_detail(catalogue: &Catalogue, key: &str) -> Result<Json<Value>, ApiError> {
+    let fw = find_framework(catalogue, key)?;
     let mut body = framework_summary(fw);
     body["items"] = serde_json::to_value(&fw.requirements).map_err(ApiError::internal)?;
     Ok(Json(body))

@@ -176,8 +176,41 @@ pub async fn framework(
     Query(q): Query<FrameworkExportQuery>,
 ) -> Result<Response, ApiError> {
     let catalogue = state.catalogues().platform().await?;
+    framework_document(&catalogue, &key, &q)
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/frameworks/{key}/export",
+    operation_id = "export_org_framework",
+    tag = "compliance",
+    summary = "A framework the organisation can see, its own imports included, as an OSCAL catalog or an Assay YAML pack (needs `frameworks.read`)",
+    params(crate::openapi::OrgIdParam, ("key" = String, Path, description = "Framework key"), FrameworkExportQuery),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The framework document", content_type = "application/json"),
+        (status = 404, description = "No such framework", body = crate::openapi::ErrorResponse),
+        (status = 422, description = "Unknown format", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn org_framework(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::FrameworksRead>,
+    axum::extract::Path((_, key)): axum::extract::Path<(uuid::Uuid, String)>,
+    Query(q): Query<FrameworkExportQuery>,
+) -> Result<Response, ApiError> {
+    let catalogue = state.catalogues().for_org(&access.ctx).await?;
+    framework_document(&catalogue, &key, &q)
+}
+
+/// One framework of `catalogue` as the document `q.format` asks for, as a download.
+fn framework_document(
+    catalogue: &catalogue::Catalogue,
+    key: &str,
+    q: &FrameworkExportQuery,
+) -> Result<Response, ApiError> {
     let fw = catalogue
-        .framework(&key)
+        .framework(key)
         .ok_or_else(|| ApiError::not_found("framework"))?;
     let (body, content_type, ext) = match q.format.as_deref().unwrap_or("oscal") {
         "oscal" => {

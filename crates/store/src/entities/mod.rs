@@ -4,9 +4,9 @@
 pub mod ai_conversation;
 pub mod ai_message;
 pub mod ai_usage;
+pub mod api_key;
 pub mod assessment;
 pub mod assessment_answer;
-pub mod api_key;
 pub mod audit_chain_head;
 pub mod audit_event;
 pub mod auth_session;
