@@ -9,25 +9,9 @@ mod support;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::{Session, TestApp};
+use support::{Session, TestApp, call};
 
 const FRAMEWORK: &str = "cyber-essentials";
-
-async fn call(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = app.with_token(method, path, token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
 
 /// An app whose change snapshots are written after `quiet_ms` of quiet; no daily task
 /// unless asked for, so the history holds only what a test caused.

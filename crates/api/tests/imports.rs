@@ -10,7 +10,7 @@ use assay_store::ConnectionTrait;
 use assay_store::repo::imported_frameworks;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Session, TestApp};
+use support::{Session, TestApp, call};
 
 const OSCAL: &str = include_str!("../../core/tests/fixtures/oscal-catalog-small.json");
 const PROWLER: &str = include_str!("../../core/tests/fixtures/prowler-provider.json");
@@ -30,22 +30,6 @@ requirements:
   - { ref: AC-2, parent: AC, title: Leavers, description: Leavers lose access on their last day. }
   - { ref: LOG-1, title: Central logging, description: Security logs are kept for a year. }
 "#;
-
-async fn call(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = app.with_token(method, path, token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
 
 /// POST a file as the raw body to an import endpoint (`query` like `?format=yaml`).
 async fn upload(
