@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::json;
 
 /// A field-level problem in a request body.
@@ -91,6 +91,14 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
+        // serde_json calls a value of the wrong kind where an enum is expected (`true` for
+        // `"yes"`) a syntax error; when the body is well-formed JSON it is the field's fault.
+        if inner.is_syntax() && path != "." && serde_json::from_slice::<IgnoredAny>(bytes).is_ok() {
+            return invalid_field(
+                &path,
+                "has the wrong type: expected one of the allowed string values",
+            );
+        }
         if inner.is_syntax() || inner.is_eof() {
             return ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -121,5 +129,60 @@ fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Answer {
+        Yes,
+        No,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)] // read by the deserializer only
+    struct Body {
+        answer: Answer,
+    }
+
+    fn status_and_field(body: &str) -> (StatusCode, String) {
+        let err = parse::<Body>(body.as_bytes()).unwrap_err();
+        let field = err
+            .details
+            .as_ref()
+            .and_then(|d| d["fields"][0]["field"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        (err.status, field)
+    }
+
+    #[test]
+    fn a_wrong_kind_of_value_for_an_enum_is_the_fields_fault() {
+        assert_eq!(
+            status_and_field(r#"{"answer": true}"#),
+            (StatusCode::UNPROCESSABLE_ENTITY, "answer".to_owned())
+        );
+        assert_eq!(
+            status_and_field(r#"{"answer": "maybe"}"#),
+            (StatusCode::UNPROCESSABLE_ENTITY, "answer".to_owned())
+        );
+        assert!(parse::<Body>(br#"{"answer": "no"}"#).is_ok());
+    }
+
+    #[test]
+    fn malformed_json_is_a_bad_request() {
+        assert_eq!(
+            status_and_field(r#"{"answer": "#).0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_and_field(r#"{"answer" true}"#).0,
+            StatusCode::BAD_REQUEST
+        );
     }
 }
