@@ -765,3 +765,47 @@ async fn offline_mode_gives_valid_catalogue_grounded_answers_for_every_task() {
     // Keyword rules stay below the default threshold: a person confirms.
     assert_eq!(body["status"], "suggested");
 }
+
+/// Help reads the organisation's catalogue view: a requirement of a framework it imported is
+/// explained from that pack's text; another organisation cannot ask about it.
+#[tokio::test]
+async fn help_explains_requirements_of_the_organisations_own_imports() {
+    const PACK: &str = r#"format: assay.framework.v1
+framework:
+  key: acme-help
+  name: ACME Help Baseline
+  version: "1.0"
+  publisher: ACME Ltd
+  licence: { id: CC-BY-4.0, name: Creative Commons Attribution 4.0 }
+  provenance: { source: ACME baseline v1.0 }
+  description: A short baseline for ACME's suppliers.
+requirements:
+  - { ref: AC, title: Access control, description: Limit who reaches what. }
+  - { ref: AC-1, parent: AC, title: Remote MFA, description: Every remote sign-in uses a second factor. }
+"#;
+    let app = offline_app().await;
+    let s = app.signup("helper-import@example.com", "Importer").await;
+    let other = app.signup("helper-other@example.com", "Other").await;
+    let imported = app
+        .with_token(
+            Method::POST,
+            &format!("/api/v1/orgs/{}/frameworks/import?format=yaml", s.org_id),
+            &s.access,
+        )
+        .header("content-type", "application/yaml")
+        .body(PACK)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(imported.status(), 201, "{}", imported.text().await.unwrap());
+    let body = json!({ "subject": "requirement", "framework": "acme-help", "ref": "AC-1" });
+    let (status, res) = post(&app, &s, "/api/v1/orgs/{org}/ai/help", body.clone()).await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res["source"]["framework"], "acme-help");
+    assert_eq!(
+        res["source"]["text"],
+        "Every remote sign-in uses a second factor."
+    );
+    let (status, res) = post(&app, &other, "/api/v1/orgs/{org}/ai/help", body).await;
+    assert_eq!(status, 404, "{res}");
+}

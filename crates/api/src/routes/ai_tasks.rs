@@ -51,8 +51,9 @@ fn cat() -> &'static Catalogue {
     catalogue::builtin()
 }
 
-fn find_framework(key: &str) -> Result<&'static Framework, ApiError> {
-    cat()
+/// A framework of `catalogue` (the organisation's view: built-in packs and its imports).
+fn find_framework<'c>(catalogue: &'c Catalogue, key: &str) -> Result<&'c Framework, ApiError> {
+    catalogue
         .framework(key)
         .ok_or_else(|| ApiError::not_found("framework"))
 }
@@ -200,25 +201,29 @@ pub struct HelpBody {
 }
 
 /// The catalogue item help is about, resolved.
-enum HelpItem {
-    Requirement(&'static Framework, &'static Requirement),
-    Control(&'static CommonControl),
+enum HelpItem<'c> {
+    Requirement(&'c Framework, &'c Requirement),
+    Control(&'c CommonControl),
     Question {
         id: String,
         text: String,
-        control: &'static CommonControl,
+        control: &'c CommonControl,
     },
 }
 
-fn resolve_requirement(framework: Option<&str>, reference: &str) -> Result<HelpItem, ApiError> {
+fn resolve_requirement<'c>(
+    catalogue: &'c Catalogue,
+    framework: Option<&str>,
+    reference: &str,
+) -> Result<HelpItem<'c>, ApiError> {
     if let Some(key) = framework {
-        let fw = find_framework(key)?;
+        let fw = find_framework(catalogue, key)?;
         let req = fw
             .requirement(reference)
             .ok_or_else(|| ApiError::not_found("requirement"))?;
         return Ok(HelpItem::Requirement(fw, req));
     }
-    let found: Vec<(&'static Framework, &'static Requirement)> = cat()
+    let found: Vec<(&Framework, &Requirement)> = catalogue
         .frameworks()
         .iter()
         .filter_map(|fw| fw.requirement(reference).map(|r| (fw, r)))
@@ -239,7 +244,11 @@ fn resolve_requirement(framework: Option<&str>, reference: &str) -> Result<HelpI
     }
 }
 
-fn resolve_question(framework: Option<&str>, reference: &str) -> Result<HelpItem, ApiError> {
+fn resolve_question<'c>(
+    catalogue: &'c Catalogue,
+    framework: Option<&str>,
+    reference: &str,
+) -> Result<HelpItem<'c>, ApiError> {
     let Some((key, n)) = reference.rsplit_once(".q") else {
         return Err(invalid_field(
             "ref",
@@ -252,7 +261,7 @@ fn resolve_question(framework: Option<&str>, reference: &str) -> Result<HelpItem
             "a question id is a control key and a question number, like IAM-04.q1",
         )
     })?;
-    let control = cat()
+    let control = catalogue
         .control(key)
         .ok_or_else(|| ApiError::not_found("assessment question"))?;
     let text = n
@@ -260,8 +269,8 @@ fn resolve_question(framework: Option<&str>, reference: &str) -> Result<HelpItem
         .and_then(|i| control.questions.get(i))
         .ok_or_else(|| ApiError::not_found("assessment question"))?;
     if let Some(fw) = framework {
-        find_framework(fw)?;
-        let bank = Assessment::new(cat(), fw).map_err(ApiError::internal)?;
+        find_framework(catalogue, fw)?;
+        let bank = Assessment::new(catalogue, fw).map_err(ApiError::internal)?;
         if bank.question(reference).is_none() {
             return Err(ApiError::not_found("assessment question"));
         }
@@ -273,7 +282,7 @@ fn resolve_question(framework: Option<&str>, reference: &str) -> Result<HelpItem
     })
 }
 
-fn control_text(c: &CommonControl, framework: Option<&str>) -> String {
+fn control_text(catalogue: &Catalogue, c: &CommonControl, framework: Option<&str>) -> String {
     let mut out = format!(
         "Control {} — {} (domain: {})\nWhat it requires: {}\nHow to implement it: {}\n",
         c.key, c.title, c.domain, c.description, c.guidance
@@ -284,7 +293,7 @@ fn control_text(c: &CommonControl, framework: Option<&str>) -> String {
             out.push_str(&format!("- {}.q{}: {q}\n", c.key, i + 1));
         }
     }
-    let mapped: Vec<String> = cat()
+    let mapped: Vec<String> = catalogue
         .requirements_for(&c.key)
         .into_iter()
         .filter(|(fw, _)| framework.is_none_or(|k| fw.key == k))
@@ -299,7 +308,11 @@ fn control_text(c: &CommonControl, framework: Option<&str>) -> String {
     out
 }
 
-fn help_grounding(item: &HelpItem, framework: Option<&str>) -> (String, String, Value) {
+fn help_grounding(
+    catalogue: &Catalogue,
+    item: &HelpItem,
+    framework: Option<&str>,
+) -> (String, String, Value) {
     let intro = "You explain compliance requirements, controls and assessment questions to the people of an organisation. Explain only from the Assay catalogue text below; where it does not say something, say so instead of inventing it. Refer to items by the ids shown.\n\n";
     match item {
         HelpItem::Requirement(fw, r) => {
@@ -314,7 +327,7 @@ fn help_grounding(item: &HelpItem, framework: Option<&str>) -> (String, String, 
             if !parents.is_empty() {
                 text.push_str(&format!("Part of: {}\n", parents.join(" < ")));
             }
-            let controls = cat().controls_for(&fw.key, &r.ref_id);
+            let controls = catalogue.controls_for(&fw.key, &r.ref_id);
             if !controls.is_empty() {
                 text.push_str("Controls that help meet it:\n");
                 for c in controls {
@@ -341,7 +354,7 @@ fn help_grounding(item: &HelpItem, framework: Option<&str>) -> (String, String, 
                 "title": c.title, "text": c.description,
             });
             (
-                format!("{intro}{}", control_text(c, framework)),
+                format!("{intro}{}", control_text(catalogue, c, framework)),
                 user,
                 source,
             )
@@ -357,7 +370,7 @@ fn help_grounding(item: &HelpItem, framework: Option<&str>) -> (String, String, 
             });
             let grounding = format!(
                 "{intro}Assessment question {id}: {text}\nIt belongs to this control:\n{}",
-                control_text(control, framework)
+                control_text(catalogue, control, framework)
             );
             (grounding, user, source)
         }
@@ -388,21 +401,23 @@ pub async fn help(
 ) -> Result<Json<Value>, ApiError> {
     let framework = body.framework.as_deref();
     let reference = body.reference.trim();
+    // The organisation's view: its imported frameworks' requirements can be explained too.
+    let catalogue = state.catalogues().for_org(&access.ctx).await?;
     let item = match body.subject {
-        HelpSubject::Requirement => resolve_requirement(framework, reference)?,
+        HelpSubject::Requirement => resolve_requirement(&catalogue, framework, reference)?,
         HelpSubject::Control => {
             if let Some(fw) = framework {
-                find_framework(fw)?;
+                find_framework(&catalogue, fw)?;
             }
             HelpItem::Control(
-                cat()
+                catalogue
                     .control(reference)
                     .ok_or_else(|| ApiError::not_found("control"))?,
             )
         }
-        HelpSubject::Question => resolve_question(framework, reference)?,
+        HelpSubject::Question => resolve_question(&catalogue, framework, reference)?,
     };
-    let (grounding, mut user, source) = help_grounding(&item, framework);
+    let (grounding, mut user, source) = help_grounding(&catalogue, &item, framework);
     if let Some(q) = &body.question {
         user.push_str("\n\nMy question: ");
         user.push_str(q);
