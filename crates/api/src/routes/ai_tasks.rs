@@ -1033,16 +1033,25 @@ mod tests {
     #[test]
     fn question_refs_resolve_against_the_control_and_framework() {
         assert!(matches!(
-            resolve_question(None, "IAM-04.q1"),
+            resolve_question(cat(), None, "IAM-04.q1"),
             Ok(HelpItem::Question { .. })
         ));
         assert_eq!(
-            resolve_question(None, "IAM-04.q99").err().unwrap().status,
+            resolve_question(cat(), None, "IAM-04.q99")
+                .err()
+                .unwrap()
+                .status,
             404
         );
-        assert_eq!(resolve_question(None, "IAM-04").err().unwrap().status, 422);
         assert_eq!(
-            resolve_question(Some("nope"), "IAM-04.q1")
+            resolve_question(cat(), None, "IAM-04")
+                .err()
+                .unwrap()
+                .status,
+            422
+        );
+        assert_eq!(
+            resolve_question(cat(), Some("nope"), "IAM-04.q1")
                 .err()
                 .unwrap()
                 .status,
