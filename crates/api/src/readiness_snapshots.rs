@@ -24,8 +24,7 @@ use crate::error::ApiError;
 use crate::json::invalid_field;
 use crate::state::AppState;
 use assay_config::ReadinessConfig;
-use assay_core::catalogue::Catalogue;
-use assay_core::readiness::{ControlState, ReadinessModel};
+use assay_core::readiness::ReadinessModel;
 use assay_core::{OrgCtx, OrgId};
 use assay_store::StoreError;
 use assay_store::repo::readiness_snapshots::{
@@ -44,39 +43,18 @@ const MAX_ATTEMPTS: u32 = 5;
 /// Pause before the daily task tries again after the database failed.
 const DAILY_RETRY: Duration = Duration::from_secs(300);
 
-/// The catalogue an organisation sees (built-in, platform-wide and its own imported packs),
-/// which its readiness and assessments are computed against.
-pub(crate) async fn catalogue_for(
-    state: &AppState,
-    ctx: &OrgCtx,
-) -> Result<Arc<Catalogue>, StoreError> {
-    state.catalogues().for_org(ctx).await
-}
-
-/// What readiness is computed from: the adopted frameworks the catalogue knows, and the
-/// control states by key.
-pub(crate) async fn readiness_inputs(
-    state: &AppState,
-    ctx: &OrgCtx,
-    catalogue: &Catalogue,
-) -> Result<(Vec<String>, HashMap<String, ControlState>), StoreError> {
-    // Frameworks adopted before a pack disappeared are skipped, not fatal.
-    let posture = state.posture().get(ctx).await?;
-    Ok((posture.adopted_in(catalogue), posture.readiness_states()))
-}
-
 /// The organisation's scores now, computed from its stored posture.
 pub async fn compute(
     state: &AppState,
     ctx: &OrgCtx,
     trigger: SnapshotTrigger,
 ) -> Result<NewSnapshot, StoreError> {
-    let catalogue = catalogue_for(state, ctx).await?;
-    let (adopted, states) = readiness_inputs(state, ctx, &catalogue).await?;
-    let model = ReadinessModel::new(&catalogue, &adopted)
+    let catalogue = state.catalogues().for_org(ctx).await?;
+    let posture = state.posture().get(ctx).await?;
+    let model = ReadinessModel::new(&catalogue, &posture.adopted_in(&catalogue))
         .map_err(|e| StoreError::Corrupt(e.to_string()))?
         .with_action_limit(0);
-    let readiness = model.compute(&states);
+    let readiness = model.compute(&posture.readiness_states());
     Ok(NewSnapshot {
         trigger,
         overall_score: readiness.overall.score,
@@ -458,7 +436,9 @@ pub async fn history(
             .iter()
             .any(|s| s.frameworks.iter().any(|f| f.framework == *key));
         if !in_history
-            && catalogue_for(&state, &access.ctx)
+            && state
+                .catalogues()
+                .for_org(&access.ctx)
                 .await?
                 .framework(key)
                 .is_none()

@@ -7,7 +7,6 @@
 use crate::auth::{RequirePermission, perm};
 use crate::error::ApiError;
 use crate::json::{FieldError, ValidJson, invalid, invalid_field};
-use crate::readiness_snapshots::catalogue_for;
 use crate::routes::compliance::{actor_label, states_by_key};
 use crate::state::AppState;
 use assay_core::access::Permission;
@@ -101,7 +100,7 @@ async fn full_view(
     ctx: &OrgCtx,
     record: &AssessmentRecord,
 ) -> Result<Value, ApiError> {
-    let catalogue = catalogue_for(state, ctx).await?;
+    let catalogue = state.catalogues().for_org(ctx).await?;
     let bank = bank(&catalogue, record)?;
     let answers: HashMap<String, StoredAnswer> =
         assessments::answers(state.db().primary(), ctx, record.id)
@@ -178,7 +177,7 @@ pub async fn start(
     ValidJson(body): ValidJson<StartAssessment>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let access = access.access;
-    let mut catalogue = catalogue_for(&state, &access.ctx).await?;
+    let mut catalogue = state.catalogues().for_org(&access.ctx).await?;
     if catalogue.framework(&body.framework).is_none() {
         // Perhaps imported on another node since this node built the organisation's view.
         catalogue = state.catalogues().refreshed_for_org(&access.ctx).await?;
@@ -296,7 +295,7 @@ pub async fn list(
     page.truncate(limit as usize);
     let ids: Vec<Uuid> = page.iter().map(|a| a.id).collect();
     let counts = assessments::answered_counts(db, &access.ctx, &ids).await?;
-    let catalogue = catalogue_for(&state, &access.ctx).await?;
+    let catalogue = state.catalogues().for_org(&access.ctx).await?;
     let mut bank_sizes: HashMap<String, usize> = HashMap::new();
     let items: Vec<Value> = page
         .iter()
@@ -384,7 +383,7 @@ pub async fn answer(
 ) -> Result<Json<Value>, ApiError> {
     let access = access.access;
     let record = find(&state, &access.ctx, id).await?;
-    let catalogue = catalogue_for(&state, &access.ctx).await?;
+    let catalogue = state.catalogues().for_org(&access.ctx).await?;
     let bank = bank(&catalogue, &record)?;
     if bank.question(&question_id).is_none() {
         return Err(ApiError::not_found("question"));
@@ -463,7 +462,7 @@ pub async fn complete(
             record.status
         )));
     }
-    let catalogue = catalogue_for(&state, &access.ctx).await?;
+    let catalogue = state.catalogues().for_org(&access.ctx).await?;
     let bank = bank(&catalogue, &record)?;
     // Answers to questions that left the bank (a re-imported pack) no longer count.
     let answers: HashMap<String, AnswerRecord> =

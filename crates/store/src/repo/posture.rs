@@ -120,23 +120,6 @@ pub async fn control_states(
         .collect()
 }
 
-/// The stored states of just these controls (one page of the list needs no more); keys
-/// without a row are simply absent.
-pub async fn control_states_of(
-    conn: &impl ConnectionTrait,
-    ctx: &OrgCtx,
-    keys: &[&str],
-) -> Result<Vec<ControlRecord>, StoreError> {
-    control::Entity::find()
-        .filter(control::Column::OrgId.eq(ctx.org_id().0))
-        .filter(control::Column::ControlKey.is_in(keys.iter().copied()))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(record)
-        .collect()
-}
-
 pub async fn control_state(
     conn: &impl ConnectionTrait,
     ctx: &OrgCtx,
