@@ -5,8 +5,9 @@
 # scripts/ci/openai_sdk_check.py starts mock-llm and `assay serve` (SQLite in a temp dir, the
 # mock as the only provider), creates a person, an organisation and API keys over HTTP, and
 # drives /v1 with openai.OpenAI(base_url=..., api_key=...): model list, a complete and a
-# streamed completion (content, usage), and the typed SDK exceptions for a blocked
-# injection, a missing scope, a bad key, an unknown model and the per-key rate limit.
+# streamed completion (content, usage), a named model, a `length` finish, and the typed SDK
+# exceptions for a blocked injection, a missing scope, a bad key, an unknown model, the
+# per-key rate limit, a stream the provider drops mid-way and an unknown /v1 path.
 # Run from the repository root. Idempotent: the venv is reused when the version matches.
 set -euo pipefail
 

@@ -89,6 +89,11 @@ api_key = "sk-mock-key"
 provider = "mock"
 model = "mock-fast"
 tier = "fast"
+
+[[ai.models]]
+provider = "mock"
+model = "mock-deep"
+tier = "deep"
 """
         )
 
@@ -249,6 +254,46 @@ def run_checks(base: str) -> int:
     )
     assert int(e.response.headers["retry-after"]) >= 1, dict(e.response.headers)
     assert e.type == "rate_limit_error", e.type
+    checks += 1
+
+    more = openai.OpenAI(base_url=f"{base}/v1", api_key=new_key(["ai"]), max_retries=0)
+    # A named model is the one that answers (assay-auto would pick the fast one).
+    pinned = more.chat.completions.create(model="mock/mock-deep", messages=ask)
+    assert pinned.model == "mock/mock-deep", pinned.model
+    # The provider's finish reason comes through (mock-llm cuts the answer on request).
+    cut = more.chat.completions.create(
+        model="assay-auto",
+        messages=[{"role": "user", "content": "List every control [mock-llm:finish-length]"}],
+    )
+    assert cut.choices[0].finish_reason == "length", cut.choices[0]
+    checks += 1
+
+    # The provider drops the stream after it started: the SDK raises on the error event.
+    broken = more.chat.completions.create(
+        model="assay-auto",
+        messages=[{"role": "user", "content": "Explain backups [mock-llm:abort-mid-stream]"}],
+        stream=True,
+    )
+    try:
+        for _ in broken:
+            pass
+    except openai.APIStatusError as e:
+        raise AssertionError(f"expected an error event in a 200 stream, got HTTP {e.status_code}")
+    except openai.APIError as e:
+        assert e.code == "ai_unavailable", (e.code, e.body)
+        assert set(e.body) == {"message", "type", "param", "code"}, e.body
+    else:
+        raise AssertionError("a stream that failed mid-way ended without an error")
+    checks += 1
+
+    # Paths this gateway does not serve answer in OpenAI's shape too (legacy completions).
+    expect_error(
+        openai.NotFoundError,
+        lambda: more.completions.create(model="assay-auto", prompt="hi"),
+        404,
+        "not_found",
+        "/v1/completions",
+    )
     checks += 1
     return checks
 

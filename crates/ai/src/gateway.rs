@@ -111,7 +111,8 @@ impl Drop for CancelGuard {
     }
 }
 
-/// The tenant-scoped cache key: org, task, tier, normalised messages and parameters.
+/// The tenant-scoped cache key: org, task, tier, the pinned model if any, normalised
+/// messages and parameters.
 pub fn cache_key(req: &AiRequest, tier: Tier) -> String {
     let mut h = Sha256::new();
     h.update(b"assay-ai-v1\0");
@@ -119,6 +120,11 @@ pub fn cache_key(req: &AiRequest, tier: Tier) -> String {
     h.update(req.task.as_str().as_bytes());
     h.update([0]);
     h.update(tier.as_str().as_bytes());
+    // A pinned model's answer is not another model's (nor the gateway's own choice).
+    if let Some(model) = &req.model {
+        h.update(b"\0m\0");
+        h.update(model.as_bytes());
+    }
     for m in &req.messages {
         let role: &[u8] = match m.role {
             MessageRole::System => b"\0s\0",
@@ -984,6 +990,12 @@ mod tests {
             let mut hot = req(acme, TaskKind::Help, &plain);
             hot.params = GenerationParams { temperature: Some(0.9), max_output_tokens: None };
             prop_assert_ne!(&k, &cache_key(&hot, Tier::Fast));
+            let mut pinned = req(acme, TaskKind::Help, &plain);
+            pinned.model = Some("openai/gpt-4.1".into());
+            let pk = cache_key(&pinned, Tier::Fast);
+            prop_assert_ne!(&k, &pk);
+            pinned.model = Some("openai/gpt-4.1-mini".into());
+            prop_assert_ne!(&pk, &cache_key(&pinned, Tier::Fast));
         }
     }
 }

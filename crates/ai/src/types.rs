@@ -157,6 +157,10 @@ pub struct AiRequest {
     pub hints: ComplexityHints,
     /// Skip the cache lookup (the fresh answer is still stored).
     pub bypass_cache: bool,
+    /// A model the caller pinned (a registry id, or `offline`): the only AI model tried,
+    /// with its retries; the offline fallback still answers if it fails. `None` lets the
+    /// gateway choose by task and complexity.
+    pub model: Option<String>,
 }
 
 impl AiRequest {
@@ -171,6 +175,7 @@ impl AiRequest {
             params: GenerationParams::default(),
             hints: ComplexityHints::default(),
             bypass_cache: false,
+            model: None,
         }
     }
 }

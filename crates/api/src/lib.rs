@@ -456,6 +456,10 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
     let stack = ServiceBuilder::new()
         .layer(axum::middleware::from_fn(request_id::assign))
         .layer(axum::middleware::from_fn(error::render_errors))
+        // Under /v1/, the router's 404/405 and the body limit's 413 in OpenAI's shape.
+        .layer(axum::middleware::from_fn(
+            routes::openai_compat::openai_errors_under_v1,
+        ))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {

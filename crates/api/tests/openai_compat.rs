@@ -569,3 +569,344 @@ async fn a_spent_budget_is_openais_insufficient_quota() {
     assert_eq!(err["code"], "ai_budget_exceeded");
     assert_eq!(mock.control.request_count(), 0);
 }
+
+/// Two fast models on the mock (`openai/alpha` first, so `assay-auto` picks it), chat
+/// answers cached, quick retries.
+async fn two_model_app(mock: &MockServer) -> TestApp {
+    app_with(mock, |c| {
+        let model = |name: &str| assay_ai::config::ModelConfig {
+            provider: "openai".into(),
+            model: name.into(),
+            tier: "fast".into(),
+            ..Default::default()
+        };
+        c.ai.models = vec![model("alpha"), model("beta")];
+        c.ai.cache.chat_secs = 600;
+        c.ai.retry.base_delay_ms = 1;
+        c.ai.retry.max_delay_ms = 5;
+    })
+    .await
+}
+
+/// The provider model names the mock received since `from`, in order.
+fn models_sent(mock: &MockServer, from: usize) -> Vec<String> {
+    mock.control.requests()[from..]
+        .iter()
+        .map(|r| r.body["model"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_named_model_is_the_one_called_and_named_in_the_answer() {
+    let mock = mock().await;
+    let app = two_model_app(&mock).await;
+    let owner = app.signup("owner@acme.example", "Acme").await;
+    let (key, _) = api_key(&app, &owner, &["ai"]).await;
+    let question = "Which controls cover backups?";
+
+    // The gateway's own choice: the first fast model. Its answer is now cached.
+    let res = chat(&app, &key, ask(question)).await;
+    assert_eq!(res.headers()["x-assay-model"], "openai/alpha");
+    assert_eq!(models_sent(&mock, 0), ["alpha"]);
+
+    // Naming the other model calls it, not the cached answer of the first.
+    let mut req = ask(question);
+    req["model"] = json!("openai/beta");
+    let res = chat(&app, &key, req.clone()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-assay-model"], "openai/beta");
+    assert_eq!(res.headers()["x-assay-offline"], "false");
+    assert_eq!(res.headers()["x-assay-cache"], "miss");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["model"], "openai/beta");
+    assert_eq!(models_sent(&mock, 1), ["beta"]);
+    // The same pinned question again: beta's own cached answer; the alias still gets alpha's.
+    let res = chat(&app, &key, req.clone()).await;
+    assert_eq!(res.headers()["x-assay-cache"], "hit");
+    assert_eq!(res.headers()["x-assay-model"], "openai/beta");
+    let res = chat(&app, &key, ask(question)).await;
+    assert_eq!(res.headers()["x-assay-model"], "openai/alpha");
+    assert_eq!(mock.control.request_count(), 2);
+
+    // Streamed, too: every chunk names the pinned model.
+    let mut req = ask("How long are backups kept?");
+    req["model"] = json!("openai/beta");
+    req["stream"] = json!(true);
+    let res = chat(&app, &key, req).await;
+    assert_eq!(res.headers()["x-assay-model"], "openai/beta");
+    let events = sse_data(&res.text().await.unwrap());
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    for e in &events[..events.len() - 1] {
+        let chunk: Value = serde_json::from_str(e).unwrap();
+        assert_eq!(chunk["model"], "openai/beta", "{chunk}");
+    }
+    assert_eq!(models_sent(&mock, 2), ["beta"]);
+
+    // When the named model fails, it is retried, no other AI model stands in, and the
+    // offline fallback answers, marked as such.
+    mock.control
+        .push_faults([500, 500, 500].map(mock_llm::Fault::Status));
+    let mut req = ask("Who approves backup restores?");
+    req["model"] = json!("openai/beta");
+    let res = chat(&app, &key, req).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-assay-offline"], "true");
+    assert_eq!(res.headers()["x-assay-model"], "offline");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["model"], "offline");
+    assert_eq!(models_sent(&mock, 3), ["beta", "beta", "beta"]);
+}
+
+#[tokio::test]
+async fn finish_reason_is_the_providers_streamed_or_not() {
+    let mock = mock().await;
+    let app = app_with(&mock, |_| {}).await;
+    let owner = app.signup("owner@acme.example", "Acme").await;
+    let (key, _) = api_key(&app, &owner, &["ai"]).await;
+    let cut = || mock_llm::Fault::FinishReason("length".into());
+
+    mock.control.push_faults([cut()]);
+    let mut req = ask("List every ISO 27001 Annex A control.");
+    req["max_tokens"] = json!(5);
+    let body: Value = chat(&app, &key, req.clone()).await.json().await.unwrap();
+    assert_eq!(body["choices"][0]["finish_reason"], "length", "{body}");
+
+    mock.control.push_faults([cut()]);
+    req["stream"] = json!(true);
+    let events = sse_data(&chat(&app, &key, req).await.text().await.unwrap());
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let finish: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(finish["choices"][0]["finish_reason"], "length", "{finish}");
+    let finishing = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .filter(|c| !c["choices"][0]["finish_reason"].is_null())
+        .count();
+    assert_eq!(finishing, 1, "one finishing chunk: {events:#?}");
+
+    // Without a cut the answer still ends with `stop`.
+    let body: Value = chat(&app, &key, ask("And Annex A.5?"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+}
+
+#[tokio::test]
+async fn router_errors_under_v1_are_in_openais_shape_and_elsewhere_in_assays() {
+    let mock = mock().await;
+    let app = app_with(&mock, |c| c.server.body_limit_bytes = 16 * 1024).await;
+    let owner = app.signup("owner@acme.example", "Acme").await;
+    let (key, _) = api_key(&app, &owner, &["ai"]).await;
+
+    // An unknown path under /v1.
+    let res = app
+        .with_token(Method::POST, "/v1/completions", &key)
+        .json(&ask("hi"))
+        .send()
+        .await
+        .unwrap();
+    let err = openai_error(res, 404).await;
+    assert_eq!(err["type"], "invalid_request_error");
+    assert_eq!(err["code"], "not_found");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("POST /v1/completions"),
+        "{err}"
+    );
+    let res = app.get("/v1/nothing/here").await;
+    openai_error(res, 404).await;
+
+    // A wrong method on a /v1 route.
+    let res = app
+        .with_token(Method::GET, "/v1/chat/completions", &key)
+        .send()
+        .await
+        .unwrap();
+    let err = openai_error(res, 405).await;
+    assert_eq!(err["code"], "method_not_allowed");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("GET /v1/chat/completions"),
+        "{err}"
+    );
+
+    // A body over the server's limit, refused before any route runs.
+    let res = chat(&app, &key, ask(&"x".repeat(32 * 1024))).await;
+    let err = openai_error(res, 413).await;
+    assert_eq!(err["code"], "payload_too_large");
+    assert_eq!(err["type"], "invalid_request_error");
+    assert_eq!(mock.control.request_count(), 0);
+
+    // Anywhere else the router's errors keep Assay's shape.
+    for (method, path, status) in [
+        (Method::GET, "/api/v1/nothing/here", 404),
+        (Method::POST, "/v1x/chat/completions", 404),
+        (Method::DELETE, "/api/v1/me", 405),
+    ] {
+        let res = app
+            .with_token(method, path, &owner.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "{path}");
+        let body: Value = res.json().await.unwrap();
+        assert!(body["error"]["request_id"].is_string(), "{path}: {body}");
+        assert!(body["error"].get("type").is_none(), "{path}: {body}");
+    }
+    let res = app
+        .post_json(
+            "/api/v1/auth/register",
+            json!({ "email": "big@acme.example", "name": "x".repeat(32 * 1024) }),
+        )
+        .await;
+    assert_eq!(res.status(), 413);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
+    assert!(body["error"]["request_id"].is_string(), "{body}");
+}
+
+/// A streamed request's events: the chunks before the last event, and the last event.
+async fn stream_until_end(app: &TestApp, key: &str, question: &str) -> (Vec<Value>, Value, String) {
+    let mut req = ask(question);
+    req["stream"] = json!(true);
+    let res = chat(app, key, req).await;
+    assert_eq!(res.status(), 200);
+    let raw = res.text().await.unwrap();
+    let events = sse_data(&raw);
+    assert_ne!(events.last().map(String::as_str), Some("[DONE]"), "{raw}");
+    assert!(!events.iter().any(|e| e == "[DONE]"), "{raw}");
+    let mut parsed: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let last = parsed.pop().unwrap();
+    (parsed, last, raw)
+}
+
+/// The text the chunks carried; no chunk finished the answer.
+fn streamed_text(chunks: &[Value]) -> String {
+    chunks
+        .iter()
+        .map(|c| {
+            assert_eq!(c["object"], "chat.completion.chunk", "{c}");
+            assert!(c["choices"][0]["finish_reason"].is_null(), "{c}");
+            c["choices"][0]["delta"]["content"].as_str().unwrap_or("")
+        })
+        .collect()
+}
+
+/// `ai.call` events of `s`'s organisation as its audit API lists them, waiting up to 10 s
+/// for one with `outcome` in its details.
+async fn audited_call(app: &TestApp, s: &Session, outcome: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = support::call(
+            app,
+            Method::GET,
+            &format!("/api/v1/orgs/{}/audit?action=ai.call", s.org_id),
+            &s.access,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        if let Some(e) = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["details"]["outcome"] == outcome)
+        {
+            return e.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ai.call with {outcome}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_provider_failing_mid_stream_ends_it_with_an_error_event_and_is_audited() {
+    let mock = mock().await;
+    let app = app_with(&mock, |_| {}).await;
+    let owner = app.signup("owner@acme.example", "Acme").await;
+    let (key, key_id) = api_key(&app, &owner, &["ai"]).await;
+    // About 1.9 KB in 5 provider chunks; the provider drops the stream after 3 of them,
+    // which is past output safety's 256-byte hold-back, so some text reaches the client.
+    let reply: String = (1..=30)
+        .map(|i| format!("Point {i}: review privileged access quarterly and record the outcome. "))
+        .collect();
+    mock.control.push_replies([reply.clone()]);
+    mock.control
+        .push_faults([mock_llm::Fault::AbortMidStream { after_chunks: 3 }]);
+
+    let (chunks, last, _) = stream_until_end(&app, &key, "How often are access reviews?").await;
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let text = streamed_text(&chunks);
+    assert!(!text.is_empty() && reply.starts_with(&text), "{text}");
+    assert!(text.len() < reply.len());
+    let keys: Vec<&String> = last["error"].as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 4, "{last}");
+    assert_eq!(last["error"]["code"], "ai_unavailable", "{last}");
+    assert_eq!(last["error"]["type"], "server_error", "{last}");
+    assert_eq!(
+        mock.control.request_count(),
+        1,
+        "text was sent: not retried"
+    );
+
+    let event = audited_call(&app, &owner, "ai_unavailable").await;
+    assert_eq!(event["outcome"], "failure", "{event}");
+    assert_eq!(event["actor_id"], key_id.as_str());
+    assert_eq!(event["details"]["streamed"], true, "{event}");
+}
+
+#[tokio::test]
+async fn a_secret_split_across_chunks_ends_the_stream_with_ai_blocked() {
+    let mock = mock().await;
+    let app = app_with(&mock, |_| {}).await;
+    let owner = app.signup("owner@acme.example", "Acme").await;
+    let (key, _) = api_key(&app, &owner, &["ai"]).await;
+    let (status, body) = support::call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/orgs/{}/ai/settings", owner.org_id),
+        &owner.access,
+        Some(json!({ "monthly_budget_usd": null, "store_prompts": false, "safety_profile": "strict" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // 1000 characters in 5 chunks of 200: the key sits across the 600 boundary.
+    let secret = "AKIAIOSFODNN7EXAMPLE";
+    let mut reply = "The upload job reads its settings from the vault. ".repeat(12);
+    reply.truncate(589);
+    reply.push(' ');
+    reply.push_str(secret);
+    reply.push_str(&" and rotates it monthly.".repeat(20));
+    reply.truncate(1000);
+    assert_eq!(reply.find(secret), Some(590));
+    mock.control.push_replies([reply.clone()]);
+
+    let (chunks, last, raw) =
+        stream_until_end(&app, &key, "Which key does the upload job use?").await;
+    let text = streamed_text(&chunks);
+    assert!(!text.is_empty() && reply.starts_with(&text), "{text}");
+    assert_eq!(last["error"]["code"], "ai_blocked", "{last}");
+    assert_eq!(last["error"]["type"], "invalid_request_error", "{last}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("secret.aws_access_key"),
+        "{last}"
+    );
+    assert!(!raw.contains("AKIA"), "{raw}");
+    let event = audited_call(&app, &owner, "ai_blocked").await;
+    assert_eq!(event["outcome"], "denied", "{event}");
+}

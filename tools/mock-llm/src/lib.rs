@@ -1,7 +1,9 @@
 //! A mock LLM server speaking OpenAI Chat Completions and Google Gemini `generateContent`,
 //! streaming and not, with deterministic content, configurable latency and pacing, and
 //! faults a test can queue (429 with Retry-After, 5xx, stalls, malformed JSON, blocked
-//! prompts). Tests start it in-process on `127.0.0.1:0`; benchmarks run the binary.
+//! prompts). Tests start it in-process on `127.0.0.1:0`; benchmarks run the binary. A
+//! process (with no queue to reach) takes a few faults from directives in the prompt
+//! ([`PROMPT_DIRECTIVES`]).
 
 use axum::Router;
 use axum::body::Body;
@@ -63,6 +65,10 @@ pub enum Fault {
         after_chunks: usize,
         stall: Duration,
     },
+    /// OpenAI, streamed: the stream stops after `after_chunks` content chunks, with no
+    /// finish chunk, no usage and no `[DONE]`, as when a provider drops the connection
+    /// mid-answer. (Non-streamed requests are answered normally.)
+    AbortMidStream { after_chunks: usize },
     /// A body (or, streamed, a chunk after the first) that is not valid JSON.
     MalformedJson,
     /// Gemini: HTTP 200 with `promptFeedback.blockReason` and no candidates. OpenAI: 400
@@ -254,6 +260,27 @@ struct Plan {
     fault: Option<Fault>,
 }
 
+/// A text a prompt may contain, and the fault it asks for.
+pub type Directive = (&'static str, fn() -> Fault);
+
+/// Faults a prompt can ask for, when none is queued: the last user message containing the
+/// directive gets the fault (for processes such as the SDK check, which cannot queue).
+pub const PROMPT_DIRECTIVES: &[Directive] = &[
+    ("[mock-llm:abort-mid-stream]", || Fault::AbortMidStream {
+        after_chunks: 1,
+    }),
+    ("[mock-llm:finish-length]", || {
+        Fault::FinishReason("length".into())
+    }),
+];
+
+fn prompt_fault(last_user: &str) -> Option<Fault> {
+    PROMPT_DIRECTIVES
+        .iter()
+        .find(|(directive, _)| last_user.contains(directive))
+        .map(|(_, fault)| fault())
+}
+
 fn plan(st: &AppState, prompt_text: &str, last_user: &str) -> Plan {
     let reply = st
         .control
@@ -265,7 +292,7 @@ fn plan(st: &AppState, prompt_text: &str, last_user: &str) -> Plan {
         cached_tokens: st.cfg.cached_prompt_tokens.min(prompt_tokens),
         prompt_tokens,
         reply,
-        fault: st.control.next_fault(),
+        fault: st.control.next_fault().or_else(|| prompt_fault(last_user)),
     }
 }
 
@@ -510,6 +537,11 @@ async fn openai(
         }
         for (i, piece) in split_chunks(&p.reply, cfg.chunks).into_iter().enumerate() {
             pace(&cfg, &p.fault, i).await;
+            if let Some(Fault::AbortMidStream { after_chunks }) = p.fault
+                && i == after_chunks
+            {
+                return;
+            }
             if i == 1 && p.fault == Some(Fault::MalformedJson) {
                 let _ = tx
                     .send(Bytes::from_static(
@@ -844,6 +876,85 @@ mod tests {
             serde_json::from_str(events[events.len() - 2].trim_start_matches("data: ")).unwrap();
         assert_eq!(usage["choices"], json!([]));
         assert_eq!(usage["usage"]["prompt_tokens"], 2);
+    }
+
+    #[tokio::test]
+    async fn an_aborted_openai_stream_stops_after_its_chunks_without_done() {
+        let server = spawn(MockConfig {
+            chunks: 4,
+            ..MockConfig::default()
+        })
+        .await
+        .unwrap();
+        server
+            .control
+            .push_faults([Fault::AbortMidStream { after_chunks: 2 }]);
+        let reply = "0123456789abcdefghijKLMNOPQRSTklmnopqrst"; // 4 chunks of 10
+        server.control.push_replies([reply]);
+        let body = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", server.base_url()))
+            .bearer_auth("k")
+            .json(&json!({"model": "m", "stream": true,
+                "messages": [{"role": "user", "content": "count"}]}))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let events: Vec<Value> = body
+            .split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let data = e.strip_prefix("data: ").unwrap();
+                assert_ne!(data, "[DONE]", "{body}");
+                serde_json::from_str(data).unwrap()
+            })
+            .collect();
+        // The role chunk, then two of the four content chunks; nothing finishes.
+        assert_eq!(events.len(), 3, "{body}");
+        let text: String = events
+            .iter()
+            .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(text, reply[..20]);
+        assert!(
+            events
+                .iter()
+                .all(|e| e["choices"][0]["finish_reason"].is_null())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_prompt_directive_applies_its_fault_when_none_is_queued() {
+        let server = spawn(MockConfig::default()).await.unwrap();
+        let ask = |content: &str| {
+            let url = format!("{}/v1/chat/completions", server.base_url());
+            let body = json!({"model": "m", "messages": [{"role": "user", "content": content}]});
+            async move {
+                let res = reqwest::Client::new()
+                    .post(url)
+                    .bearer_auth("k")
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                res.json::<Value>().await.unwrap()["choices"][0]["finish_reason"].clone()
+            }
+        };
+        assert_eq!(
+            ask("Summarise [mock-llm:finish-length] please").await,
+            "length"
+        );
+        assert_eq!(ask("Summarise please").await, "stop");
+        server
+            .control
+            .push_faults([Fault::FinishReason("content_filter".into())]);
+        assert_eq!(
+            ask("[mock-llm:finish-length]").await,
+            "content_filter",
+            "a queued fault comes first"
+        );
     }
 
     #[tokio::test]

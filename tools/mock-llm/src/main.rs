@@ -1,5 +1,6 @@
 //! `mock-llm --addr 127.0.0.1:8089`: the mock OpenAI + Gemini server as a process, for
-//! benchmarks and manual runs. Faults are queued only by in-process tests.
+//! benchmarks and manual runs. Faults are queued by in-process tests; a process takes the
+//! few a prompt asks for (`mock_llm::PROMPT_DIRECTIVES`).
 
 use clap::Parser;
 use std::time::Duration;

@@ -132,6 +132,8 @@ pub struct PipelineParams {
     pub bypass_cache: bool,
     /// What the call is about, for the audit event (`("conversation", id)`).
     pub resource: Option<(String, String)>,
+    /// A model the caller pinned (registry id or `offline`); `None` lets the gateway choose.
+    pub model: Option<String>,
 }
 
 /// How the answer was produced.
@@ -150,6 +152,8 @@ pub struct AnswerMeta {
     pub usage: TokenUsage,
     pub cost_usd: f64,
     pub latency_ms: f64,
+    /// Why generation stopped, as the provider said (`None` when it did not say).
+    pub finish_reason: Option<assay_ai::types::FinishReason>,
 }
 
 /// The safety decisions of one call.
@@ -268,6 +272,7 @@ fn answer_meta(m: &assay_ai::ResponseMeta) -> AnswerMeta {
         usage: m.usage,
         cost_usd: m.cost_usd,
         latency_ms: m.latency.as_secs_f64() * 1000.0,
+        finish_reason: m.finish_reason.clone(),
     }
 }
 
@@ -494,6 +499,7 @@ impl Inner {
         request.params = params.generation;
         request.hints = params.hints;
         request.bypass_cache = params.bypass_cache;
+        request.model = params.model;
         let last_input = request
             .messages
             .iter()

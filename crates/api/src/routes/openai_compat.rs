@@ -6,9 +6,14 @@
 //!   access tokens are refused (they use the `/api/v1/orgs/{org_id}/ai/...` endpoints).
 //! - What runs: the same AI pipeline as the rest of the AI API (limits per API key, budget,
 //!   input and output safety, gateway, audit); this module only translates the wire format.
+//!   `model` is `assay-auto` (the gateway chooses) or a served model, which is then the only
+//!   AI model called (the offline fallback still answers when it fails).
 //! - Errors: every error on these routes — the handler's, the extractors', the rate limiter's
 //!   — leaves as OpenAI's `{"error":{"message","type","param","code"}}` ([`openai_errors`]),
-//!   so the SDKs raise their typed exceptions. `code` carries Assay's stable code
+//!   and so does any error for a path under `/v1/` that no route handled: unknown path,
+//!   wrong method, body too large ([`openai_errors_under_v1`]). The SDKs then raise their
+//!   typed exceptions. A stream that fails after it started ends with one such body as a
+//!   `data:` event and no `[DONE]`. `code` carries Assay's stable code
 //!   (`ai_rate_limited`, `ai_blocked`, `forbidden`...), except where OpenAI clients look for
 //!   OpenAI's own (`invalid_api_key`, `model_not_found`).
 
@@ -158,15 +163,37 @@ impl IntoResponse for OpenAiError {
 }
 
 /// Route layer for the `/v1` routes: any error in Assay's shape (from an extractor or the
-/// rate limiter) is re-rendered in OpenAI's, keeping status and headers. (The router's own
-/// 404/405 and the outer body limit's 413 answer before this layer, in Assay's shape.)
+/// rate limiter) is re-rendered in OpenAI's, keeping status and headers. The errors that
+/// happen outside these routes are [`openai_errors_under_v1`]'s.
 pub async fn openai_errors(req: Request, next: Next) -> Response {
-    let res = next.run(req).await;
+    in_openai_shape(next.run(req).await, None)
+}
+
+/// Whether `path` is the OpenAI-compatible API's (`/v1/...`, not `/api/v1/...`).
+fn is_openai_path(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/")
+}
+
+/// App layer, just inside `render_errors`: for paths under `/v1/`, the errors produced
+/// before any `/v1` route runs — the router's 404 (unknown path) and 405 (wrong method),
+/// the body limit's 413, the timeout's 408 — leave in OpenAI's shape too, so an OpenAI SDK
+/// raises its typed error. Every other path keeps Assay's shape.
+pub async fn openai_errors_under_v1(req: Request, next: Next) -> Response {
+    if !is_openai_path(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let target = format!("{} {}", req.method(), req.uri().path());
+    in_openai_shape(next.run(req).await, Some(&target))
+}
+
+/// `res` in OpenAI's error shape when it is an error not already in it. `target` (`POST
+/// /v1/x`) is given for requests no route matched, to name in 404/405 messages.
+fn in_openai_shape(res: Response, target: Option<&str>) -> Response {
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let (mut parts, _body) = res.into_parts();
+    let (mut parts, body) = res.into_parts();
     let err = match parts.extensions.remove::<ApiError>() {
         Some(err) => err,
         None => {
@@ -177,12 +204,27 @@ pub async fn openai_errors(req: Request, next: Next) -> Response {
                 .is_some_and(|v| v.starts_with("application/json"));
             if is_json {
                 // Already rendered (ours, in OpenAI's shape).
-                return Response::from_parts(parts, _body);
+                return Response::from_parts(parts, body);
             }
             ApiError::from_status(status)
         }
     };
-    let mut out = OpenAiError::from_api_error(&err).into_response();
+    let mut e = OpenAiError::from_api_error(&err);
+    match (status, target) {
+        // As OpenAI words it, with what this gateway does serve.
+        (StatusCode::NOT_FOUND, Some(target)) if err.code == "not_found" => {
+            e.message = format!(
+                "Invalid URL ({target}). This gateway serves POST /v1/chat/completions and GET /v1/models."
+            );
+        }
+        (StatusCode::METHOD_NOT_ALLOWED, Some(target)) => {
+            e.message = format!(
+                "Method not allowed ({target}). This gateway serves POST /v1/chat/completions and GET /v1/models."
+            );
+        }
+        _ => {}
+    }
+    let mut out = e.into_response();
     // Keep what the inner layers added (rate-limit headers, security headers come later).
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
@@ -311,9 +353,11 @@ fn served_models(state: &AppState) -> Vec<ModelObject> {
     tag = "openai",
     summary = "OpenAI-compatible model list",
     description = "The model names `POST /v1/chat/completions` accepts: `assay-auto` (the \
-        gateway chooses by task and complexity, with fallbacks), the configured models and \
-        `offline` (deterministic answers from the built-in catalogue). Needs an organisation \
-        API key with the `ai` scope. Errors use OpenAI's shape `OpenAiErrorResponse`.",
+        gateway chooses by task and complexity, with fallbacks), the configured models (the \
+        named model is the only AI model called; if it fails, the offline fallback answers, \
+        marked offline) and `offline` (deterministic answers from the built-in catalogue). \
+        Needs an organisation API key with the `ai` scope. Errors use OpenAI's shape \
+        `OpenAiErrorResponse`.",
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The models", body = ModelList),
@@ -782,12 +826,19 @@ fn check_model(state: &AppState, model: &str) -> Result<(), OpenAiError> {
     summary = "OpenAI-compatible chat completion (streaming or not)",
     description = "OpenAI's Chat Completions wire format, through Assay's AI pipeline: the \
         API key's rate limits, the organisation's budget, input and output safety, model \
-        selection with fallbacks, and audit. `stream: true` answers `text/event-stream` with \
-        `data: {chat.completion.chunk}` events and `data: [DONE]`; \
-        `stream_options.include_usage` adds the usage chunk. Text messages with roles \
-        system (or developer), user and assistant. Headers `x-assay-model`, \
-        `x-assay-offline`, `x-assay-cache` say how the answer was produced. Errors use \
-        OpenAI's shape `OpenAiErrorResponse`, with Assay's code in `code`.",
+        selection with fallbacks, and audit. `model`: `assay-auto` lets the gateway choose; \
+        a configured model's id (see `GET /v1/models`) is the only AI model called (with its \
+        retries; if it fails the offline fallback answers, `x-assay-offline: true`). \
+        `finish_reason` is the provider's (`stop`, `length`, `content_filter`). \
+        `stream: true` answers `text/event-stream` with `data: {chat.completion.chunk}` \
+        events and `data: [DONE]`; `stream_options.include_usage` adds the usage chunk. A \
+        failure after the stream started (the provider failing, output safety blocking) \
+        ends it with one `data: {\"error\": {...}}` event in OpenAI's shape and no \
+        `[DONE]`. Text messages with roles system (or developer), user and assistant. \
+        Headers `x-assay-model`, `x-assay-offline`, `x-assay-cache` say how the answer was \
+        produced. Errors use OpenAI's shape `OpenAiErrorResponse`, with Assay's code in \
+        `code` — also for unknown paths under `/v1/` (404), a wrong method (405) and a body \
+        larger than the server accepts (413 `payload_too_large`).",
     security(("api_key" = [])),
     request_body(content = Object, description = "OpenAI `CreateChatCompletionRequest` (text only)", content_type = "application/json"),
     responses(
@@ -796,7 +847,7 @@ fn check_model(state: &AppState, model: &str) -> Result<(), OpenAiError> {
         (status = 401, description = "No API key, or not a valid organisation API key (`invalid_api_key`)", body = OpenAiErrorResponse),
         (status = 403, description = "The key lacks the `ai` scope (`forbidden`)", body = OpenAiErrorResponse),
         (status = 404, description = "Unknown model (`model_not_found`)", body = OpenAiErrorResponse),
-        (status = 413, description = "The body is larger than the server accepts (rejected before routing, in Assay's error shape)", body = crate::openapi::ErrorResponse),
+        (status = 413, description = "The body is larger than the server accepts (`payload_too_large`)", body = crate::openapi::ErrorResponse),
         (status = 415, description = "The body is not `application/json`", body = OpenAiErrorResponse),
         (status = 422, description = "Refused by the organisation's safety rules (`ai_blocked`, rule ids in the message)", body = OpenAiErrorResponse),
         (status = 429, description = "Rate limited (`ai_rate_limited`, `rate_limited`; see `Retry-After`) or the monthly AI budget is spent (`ai_budget_exceeded`)", body = OpenAiErrorResponse),
@@ -842,6 +893,8 @@ mod backend {
         let caller = AiCaller::from_access(access);
         let params = PipelineParams {
             generation: req.params,
+            // `assay-auto` lets the gateway choose; any other served name is the model.
+            model: (req.model != AUTO_MODEL).then(|| req.model.clone()),
             ..Default::default()
         };
         let pipeline = state.ai_pipeline();
@@ -853,7 +906,14 @@ mod backend {
                 .await
                 .map_err(|e| pipeline_error(&e))?;
             let m = &answer.meta;
-            let body = completion_body(&id, created, &m.model, &answer.text, None, &m.usage);
+            let body = completion_body(
+                &id,
+                created,
+                &m.model,
+                &answer.text,
+                m.finish_reason.as_ref(),
+                &m.usage,
+            );
             let mut out = axum::Json(body).into_response();
             meta_headers(&mut out, &m.model, m.offline, m.cache_hit);
             return Ok(out);
@@ -890,7 +950,7 @@ mod backend {
                     PipelineEvent::Content(t) => vec![w.delta(&t)],
                     PipelineEvent::Complete(answer) => {
                         *ended = true;
-                        w.finish(None, &answer.meta.usage)
+                        w.finish(answer.meta.finish_reason.as_ref(), &answer.meta.usage)
                     }
                     // After the first byte the status is sent: OpenAI's SDKs raise on a
                     // `data: {"error": ...}` event, and no `[DONE]` follows.
