@@ -843,6 +843,20 @@ async fn gemini(
 mod tests {
     use super::*;
 
+    /// The body of an OpenAI chat completion request to `server`.
+    async fn openai_text(server: &MockServer, body: Value) -> String {
+        reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", server.base_url()))
+            .bearer_auth("k")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     #[test]
     fn chunks_cover_the_text_in_order() {
         let t = "Mock answer. You asked about: ünïcode text.";
@@ -857,19 +871,12 @@ mod tests {
     #[tokio::test]
     async fn openai_stream_ends_with_usage_then_done() {
         let server = spawn(MockConfig::default()).await.unwrap();
-        let body = reqwest::Client::new()
-            .post(format!("{}/v1/chat/completions", server.base_url()))
-            .bearer_auth("k")
-            .json(
-                &json!({"model": "m", "stream": true, "stream_options": {"include_usage": true},
+        let body = openai_text(
+            &server,
+            json!({"model": "m", "stream": true, "stream_options": {"include_usage": true},
                 "messages": [{"role": "user", "content": "hello there"}]}),
-            )
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        )
+        .await;
         let events: Vec<&str> = body.split("\n\n").filter(|e| !e.is_empty()).collect();
         assert_eq!(events.last(), Some(&"data: [DONE]"));
         let usage: Value =
@@ -891,17 +898,12 @@ mod tests {
             .push_faults([Fault::AbortMidStream { after_chunks: 2 }]);
         let reply = "0123456789abcdefghijKLMNOPQRSTklmnopqrst"; // 4 chunks of 10
         server.control.push_replies([reply]);
-        let body = reqwest::Client::new()
-            .post(format!("{}/v1/chat/completions", server.base_url()))
-            .bearer_auth("k")
-            .json(&json!({"model": "m", "stream": true,
-                "messages": [{"role": "user", "content": "count"}]}))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = openai_text(
+            &server,
+            json!({"model": "m", "stream": true,
+                "messages": [{"role": "user", "content": "count"}]}),
+        )
+        .await;
         let events: Vec<Value> = body
             .split("\n\n")
             .filter(|e| !e.is_empty())
@@ -928,30 +930,24 @@ mod tests {
     #[tokio::test]
     async fn a_prompt_directive_applies_its_fault_when_none_is_queued() {
         let server = spawn(MockConfig::default()).await.unwrap();
-        let ask = |content: &str| {
-            let url = format!("{}/v1/chat/completions", server.base_url());
+        let finish = |content: &str| {
             let body = json!({"model": "m", "messages": [{"role": "user", "content": content}]});
+            let server = &server;
             async move {
-                let res = reqwest::Client::new()
-                    .post(url)
-                    .bearer_auth("k")
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                res.json::<Value>().await.unwrap()["choices"][0]["finish_reason"].clone()
+                let v: Value = serde_json::from_str(&openai_text(server, body).await).unwrap();
+                v["choices"][0]["finish_reason"].clone()
             }
         };
         assert_eq!(
-            ask("Summarise [mock-llm:finish-length] please").await,
+            finish("Summarise [mock-llm:finish-length] please").await,
             "length"
         );
-        assert_eq!(ask("Summarise please").await, "stop");
+        assert_eq!(finish("Summarise please").await, "stop");
         server
             .control
             .push_faults([Fault::FinishReason("content_filter".into())]);
         assert_eq!(
-            ask("[mock-llm:finish-length]").await,
+            finish("[mock-llm:finish-length]").await,
             "content_filter",
             "a queued fault comes first"
         );
