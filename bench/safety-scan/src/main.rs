@@ -72,6 +72,18 @@ fn main() {
         .position(|a| a == "--docs")
         .and_then(|i| args.get(i + 1))
         .map_or(2000, |n| n.parse().expect("--docs takes a number"));
+    // `--loop N`: only scan the 4 KiB text N times (for a profiler: perf, callgrind).
+    if let Some(n) = args
+        .iter()
+        .position(|a| a == "--loop")
+        .and_then(|i| args.get(i + 1))
+    {
+        let n: usize = n.parse().expect("--loop takes a number");
+        let (scanner, text) = (Scanner::new(), corpus(4 * 1024));
+        let found: usize = (0..n).map(|_| black_box(scanner.scan(&text)).len()).sum();
+        println!("{n} scans, {found} findings");
+        return;
+    }
     latency();
     if !skip_presidio {
         println!();

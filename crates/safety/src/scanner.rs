@@ -6,10 +6,10 @@ use crate::detect::encoded::{EncodedRules, EncodedThresholds};
 use crate::detect::injection::InjectionRules;
 use crate::detect::pii::PiiRules;
 use crate::detect::secrets::SecretRules;
-use crate::detect::{Ctx, KeyGate};
+use crate::detect::{Ctx, KeyFilter, KeyGate};
 use crate::finding::{Finding, Span};
 use crate::rule::Category;
-use crate::view;
+use crate::view::{self, OffsetMap};
 use std::cmp::Reverse;
 use std::sync::OnceLock;
 
@@ -40,6 +40,8 @@ pub struct Scanner {
     encoded: EncodedRules,
     /// Which words-view phrase rules can match a text at all.
     phrase_gate: KeyGate,
+    /// Whether `phrase_gate` can open at all, judged on the normalised text.
+    phrase_filter: KeyFilter,
     options: ScanOptions,
 }
 
@@ -77,19 +79,19 @@ impl Scanner {
             .min(e.base64_blob_min)
             .min(e.hex_blob_min)
             .max(8);
+        let phrase_keys = [
+            crate::detect::injection::gate_keys(),
+            crate::detect::disallowed::gate_keys(),
+        ]
+        .concat();
         Self {
             pii: PiiRules::new(),
             secrets: SecretRules::new(),
             injection: InjectionRules::new(),
             disallowed: DisallowedRules::new(),
             encoded: EncodedRules::new(min_run),
-            phrase_gate: KeyGate::new(
-                &[
-                    crate::detect::injection::gate_keys(),
-                    crate::detect::disallowed::gate_keys(),
-                ]
-                .concat(),
-            ),
+            phrase_gate: KeyGate::new(&phrase_keys),
+            phrase_filter: KeyFilter::new(&phrase_keys),
             options,
         }
     }
@@ -116,7 +118,14 @@ impl Scanner {
 
     fn scan_at_depth(&self, text: &str, depth: u8) -> ScanOutcome {
         let norm = view::normalise(text);
-        let (words, words_map) = view::words(&norm.text);
+        // Ordinary prose holds no gate key: it needs no words view, and no phrase rule runs.
+        let (words, words_map, open) = if self.phrase_filter.may_open(&norm.text) {
+            let (words, map) = view::words(&norm.text);
+            let open = self.phrase_gate.open(&words);
+            (words, map, open)
+        } else {
+            (String::new(), OffsetMap::default(), 0)
+        };
         let mut ctx = Ctx {
             norm: &norm.text,
             norm_map: &norm.map,
@@ -135,7 +144,6 @@ impl Scanner {
         } else {
             Vec::new()
         };
-        let open = self.phrase_gate.open(&words);
         self.injection.detect(&mut ctx, open);
         self.disallowed.detect(&mut ctx, open);
         let mut findings = ctx.out;

@@ -114,35 +114,60 @@ impl EncodedRules {
     }
 }
 
-/// Whether `b` can be part of a base64 (standard or URL-safe) or hex run.
-fn is_run_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'_' | b'-')
-}
+/// The bytes that can be part of a base64 (standard or URL-safe) or hex run.
+const RUN_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'-');
+        b += 1;
+    }
+    t
+};
 
 /// Runs of at least `min` base64/hex characters, each with up to two `=` of padding after
-/// it: the matches of `[A-Za-z0-9+/_-]{min,}={0,2}`, found in one pass over the bytes.
+/// it: the matches of `[A-Za-z0-9+/_-]{min,}={0,2}`.
+///
+/// Every run of `min` or more bytes covers one of the probed positions `i + min - 1`, so
+/// only the runs around probes that hold a run byte are measured; on prose that reads a
+/// fraction of the bytes. Runs are maximal (the byte before each is not a run byte), as
+/// in a byte-by-byte pass.
 fn runs(b: &[u8], min: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    debug_assert!(min > 0);
+    // Invariant: no run of `min` or more bytes that has not been returned starts before
+    // `i`, and `b[i - 1]` is not a run byte.
     let mut i = 0;
     std::iter::from_fn(move || {
-        while i < b.len() {
-            if !is_run_byte(b[i]) {
-                i += 1;
+        loop {
+            let probe = i + min - 1;
+            if probe >= b.len() {
+                i = b.len();
+                return None;
+            }
+            if !RUN_BYTE[usize::from(b[probe])] {
+                i = probe + 1;
                 continue;
             }
-            let start = i;
-            while i < b.len() && is_run_byte(b[i]) {
-                i += 1;
+            let mut start = probe;
+            while start > i && RUN_BYTE[usize::from(b[start - 1])] {
+                start -= 1;
             }
-            if i - start >= min {
-                let mut end = i;
-                while end < b.len() && end - i < 2 && b[end] == b'=' {
-                    end += 1;
-                }
+            let mut end = probe + 1;
+            while end < b.len() && RUN_BYTE[usize::from(b[end])] {
+                end += 1;
+            }
+            if end - start < min {
                 i = end;
-                return Some((start, end));
+                continue;
             }
+            let run_end = end;
+            while end < b.len() && end - run_end < 2 && b[end] == b'=' {
+                end += 1;
+            }
+            i = end;
+            return Some((start, end));
         }
-        None
     })
 }
 
@@ -190,6 +215,44 @@ fn is_readable(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use crate::{Rule, Scanner};
+    use proptest::prelude::*;
+
+    /// The byte-by-byte definition `runs` must agree with.
+    fn runs_by_bytes(b: &[u8], min: usize) -> Vec<(usize, usize)> {
+        let is_run = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'-');
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if !is_run(b[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < b.len() && is_run(b[i]) {
+                i += 1;
+            }
+            if i - start >= min {
+                let mut end = i;
+                while end < b.len() && end - i < 2 && b[end] == b'=' {
+                    end += 1;
+                }
+                i = end;
+                out.push((start, end));
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn runs_are_those_of_a_byte_by_byte_pass(
+            text in "[a-f0-9A+/=_ .-]{0,80}|[a-zA-Z= ]{0,200}",
+            min in 1usize..30,
+        ) {
+            let b = text.as_bytes();
+            prop_assert_eq!(super::runs(b, min).collect::<Vec<_>>(), runs_by_bytes(b, min));
+        }
+    }
 
     fn rules(text: &str) -> Vec<Rule> {
         Scanner::shared()

@@ -317,20 +317,40 @@ fn detect_ipv6(ctx: &mut Ctx<'_>) {
     }
 }
 
+/// The position of the first ASCII digit in `b`, eight bytes at a time.
+fn find_digit(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = b.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // Digits are the bytes that become 0..=9 when xored with b'0'; a byte below 10 is
+        // found by the borrow test (exact about whether one exists, not which).
+        let t = x ^ (u64::from(b'0') * ONES);
+        if t.wrapping_sub(10 * ONES) & !t & HIGHS != 0 {
+            return chunk.iter().position(u8::is_ascii_digit).map(|p| at + p);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(u8::is_ascii_digit)
+        .map(|p| at + p)
+}
+
 /// Stretches of text around digits (merged when close), widened to whitespace.
 fn digit_windows(text: &str) -> Vec<(usize, usize)> {
     let b = text.as_bytes();
     let mut out: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
-    while let Some(p) = b[i..].iter().position(u8::is_ascii_digit) {
+    while let Some(p) = find_digit(&b[i..]) {
         let first = i + p;
         let mut last = first;
-        let mut j = first + 1;
-        while j < b.len() && j - last <= 40 {
-            if b[j].is_ascii_digit() {
-                last = j;
-            }
-            j += 1;
+        // The window goes on while the next digit is at most 40 bytes further.
+        while let Some(q) = find_digit(&b[last + 1..(last + 41).min(b.len())]) {
+            last += 1 + q;
         }
         let floor = out.last().map_or(0, |w| w.1);
         let mut s = first.saturating_sub(8).max(floor);
@@ -381,6 +401,24 @@ fn is_phone(text: &str, start: usize, cand: &str) -> bool {
 mod tests {
     use crate::Rule;
     use crate::detect::test_support::{has, lacks};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn find_digit_finds_the_first_digit(b in proptest::collection::vec(any::<u8>(), 0..40), digit in 0u8..10, at in 0usize..40) {
+            let mut b = b;
+            for x in &mut b {
+                if x.is_ascii_digit() {
+                    *x = b'x';
+                }
+            }
+            prop_assert_eq!(super::find_digit(&b), None);
+            if at < b.len() {
+                b[at] = b'0' + digit;
+                prop_assert_eq!(super::find_digit(&b), Some(at));
+            }
+        }
+    }
 
     #[test]
     fn emails() {
