@@ -77,18 +77,21 @@ impl Finding {
 /// secrets keep 4+4 only when long enough that 8 characters are a small part of them,
 /// PII keeps 2+2; anything short is fully masked.
 pub(crate) fn masked_preview(rule: Rule, value: &str) -> String {
-    let chars: Vec<char> = value.chars().filter(|c| !c.is_whitespace()).collect();
+    let visible = || value.chars().filter(|c| !c.is_whitespace());
+    let len = visible().count();
     let keep = match rule.category() {
-        Category::Secret if chars.len() >= 20 => 4,
-        Category::Pii if chars.len() >= 10 => 2,
+        Category::Secret if len >= 20 => 4,
+        Category::Pii if len >= 10 => 2,
         _ => 0,
     };
     if keep == 0 {
-        return format!("…({} chars)", chars.len());
+        return format!("…({len} chars)");
     }
-    let head: String = chars[..keep].iter().collect();
-    let tail: String = chars[chars.len() - keep..].iter().collect();
-    format!("{head}…{tail}")
+    let mut out = String::with_capacity(2 * keep * 4 + '…'.len_utf8());
+    out.extend(visible().take(keep));
+    out.push('…');
+    out.extend(visible().skip(len - keep));
+    out
 }
 
 /// A preview of a matched phrase (injection, disallowed): short and single-line.
@@ -122,6 +125,16 @@ mod tests {
             masked_preview(Rule::PiiEmail, "jane.doe@example.com"),
             "ja…om"
         );
+    }
+
+    #[test]
+    fn previews_skip_whitespace_and_count_characters() {
+        assert_eq!(masked_preview(Rule::PiiPhone, "+44 20 7946 0958"), "+4…58");
+        assert_eq!(
+            masked_preview(Rule::PiiCard, "４１１１ １１１１ １１１１ １１１１"),
+            "４１…１１"
+        );
+        assert_eq!(masked_preview(Rule::PiiEmail, "a@b.io"), "…(6 chars)");
     }
 
     #[test]

@@ -11,8 +11,8 @@
 use crate::finding::Span;
 use crate::rule::Rule;
 use std::borrow::Cow;
-use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::canonical_combining_class;
+use unicode_normalization::{IsNormalized, UnicodeNormalization};
 
 /// A run of the output that came from a run of the input. `linear` runs map byte for
 /// byte (ASCII copied as is); other runs map as a whole (a normalised cluster).
@@ -183,6 +183,26 @@ fn is_non_starter(c: char) -> bool {
     !c.is_ascii() && canonical_combining_class(c) != 0
 }
 
+/// The position of the first non-ASCII byte in `b`, eight bytes at a time.
+fn find_non_ascii(b: &[u8]) -> Option<usize> {
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = b.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes")) & HIGHS;
+        if x != 0 {
+            // Little-endian: the lowest set bit belongs to the first such byte.
+            return Some(at + x.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|b| !b.is_ascii())
+        .map(|p| at + p)
+}
+
 /// Build the NFKC view. Normalisation is applied per cluster (a starter and the combining
 /// marks after it), which is what lets every output byte be traced to its input cluster.
 pub(crate) fn normalise(text: &str) -> Normalised<'_> {
@@ -200,10 +220,7 @@ pub(crate) fn normalise(text: &str) -> Normalised<'_> {
     let mut hidden: Vec<(Invisible, usize, char)> = Vec::new();
     let mut p = 0;
     while p < len {
-        let q = p + bytes[p..]
-            .iter()
-            .position(|b| !b.is_ascii())
-            .unwrap_or(len - p);
+        let q = p + find_non_ascii(&bytes[p..]).unwrap_or(len - p);
         // An ASCII letter followed by a combining mark composes with it, so it belongs to
         // the next cluster rather than to the byte-for-byte run.
         let run_end = if q < len && q > p && is_non_starter(char_at(text, q)) {
@@ -235,7 +252,15 @@ pub(crate) fn normalise(text: &str) -> Normalised<'_> {
             }
         }
         let before = out.len();
-        out.extend(text[run_end..end].nfkc().map(fold_confusable));
+        if end == run_end + c.len_utf8()
+            && unicode_normalization::is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes
+        {
+            // A lone character already in NFKC (most accented letters, dashes, CJK):
+            // its normal form is itself.
+            out.push(fold_confusable(c));
+        } else {
+            out.extend(text[run_end..end].nfkc().map(fold_confusable));
+        }
         map.push(out.len() - before, end - run_end, false);
         p = end;
     }
@@ -406,6 +431,29 @@ mod tests {
         assert_eq!(&text[span.start..span.end], "ＡＫ\u{200B}IA");
         assert_eq!(n.invisible.len(), 1);
         assert_eq!(n.invisible[0].rule, Rule::ObfuscationZeroWidth);
+    }
+
+    #[test]
+    fn find_non_ascii_finds_the_first_one() {
+        let text = "plain ascii text, then é and more";
+        for start in 0..text.len() {
+            let b = &text.as_bytes()[start..];
+            assert_eq!(find_non_ascii(b), b.iter().position(|c| !c.is_ascii()));
+        }
+        assert_eq!(find_non_ascii(b"only ascii here, nothing else"), None);
+    }
+
+    #[test]
+    fn lone_characters_normalise_as_a_whole_cluster_would() {
+        // Every character on its own, against the general path.
+        for c in (0x80..=0x10_FFFF).filter_map(char::from_u32) {
+            if invisible_kind(c).is_some() {
+                continue;
+            }
+            let text = c.to_string();
+            let expected: String = text.nfkc().map(fold_confusable).collect();
+            assert_eq!(normalise(&text).text, expected, "U+{:04X}", c as u32);
+        }
     }
 
     #[test]
