@@ -76,7 +76,7 @@ impl PiiRules {
         // run only on the runs with enough digits for a match that can pass its checks,
         // from the run's start (look-behind still sees the window) to just past its end.
         // The findings, and their order, are exactly those of the regex over the window.
-        let runs = number_runs(window.as_bytes());
+        let (runs, shapes) = number_facts(window.as_bytes());
         for r in runs.iter().filter(|r| r.digits >= 13) {
             for m in matches_in(&self.card, window, r) {
                 if consistent_separators(m.as_str()) && checks::is_card(&digits(m.as_str())) {
@@ -103,7 +103,6 @@ impl PiiRules {
                 at = m.end();
             }
         }
-        let shapes = NumberShapes::of(window.as_bytes());
         if shapes.letters_then_digits {
             self.detect_iban(ctx, a, window);
             if runs.iter().any(|r| r.digits >= 6) {
@@ -174,6 +173,7 @@ impl PiiRules {
 }
 
 /// A maximal stretch of `[0-9 ().+-]` holding at least 6 digits.
+#[derive(Debug, PartialEq, Eq)]
 struct NumberRun {
     start: usize,
     /// Just past the run and the character that ends it, so a regex searching the run
@@ -183,6 +183,90 @@ struct NumberRun {
     plus: bool,
 }
 
+/// What `number_facts` knows about each byte.
+const DIGIT: u8 = 1;
+/// `[0-9 ().+-]`, the characters of a number run.
+const NUMBERISH: u8 = 2;
+const UPPER: u8 = 4;
+const BYTE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = match c {
+            b'0'..=b'9' => DIGIT | NUMBERISH,
+            b' ' | b'(' | b')' | b'.' | b'+' | b'-' => NUMBERISH,
+            b'A'..=b'Z' => UPPER,
+            _ => 0,
+        };
+        b += 1;
+    }
+    t
+};
+
+/// The number runs and shapes of a window in one pass: the same answers as
+/// [`number_runs`] and [`NumberShapes::of`].
+fn number_facts(b: &[u8]) -> (Vec<NumberRun>, NumberShapes) {
+    let mut runs = Vec::new();
+    let mut shapes = NumberShapes::default();
+    let mut dots = 0usize;
+    // The run being read: start, digits, plus.
+    let mut run: Option<(usize, usize, bool)> = None;
+    let finish =
+        |runs: &mut Vec<NumberRun>, (start, digits, plus): (usize, usize, bool), i: usize| {
+            if digits >= 6 {
+                // The ending character may be multi-byte: take all of it.
+                let mut hay_end = (i + 1).min(b.len());
+                while hay_end < b.len() && (b[hay_end] & 0xC0) == 0x80 {
+                    hay_end += 1;
+                }
+                runs.push(NumberRun {
+                    start,
+                    hay_end,
+                    digits,
+                    plus,
+                });
+            }
+        };
+    for (i, &c) in b.iter().enumerate() {
+        let class = BYTE_CLASS[usize::from(c)];
+        if class & NUMBERISH != 0 {
+            let (_, digits, plus) = run.get_or_insert((i, 0, false));
+            if class & DIGIT != 0 {
+                *digits += 1;
+            } else {
+                *plus |= c == b'+';
+                if c == b'.' {
+                    dots += 1;
+                    shapes.dotted_quad |= dots >= 3;
+                } else {
+                    dots = 0;
+                }
+            }
+            continue;
+        }
+        dots = 0;
+        if let Some(r) = run.take() {
+            finish(&mut runs, r, i);
+        }
+        if class & UPPER != 0
+            && !shapes.letters_then_digits
+            && b.get(i + 1).is_some_and(u8::is_ascii_uppercase)
+        {
+            shapes.letters_then_digits = match b.get(i + 2) {
+                Some(d) if d.is_ascii_digit() => true,
+                Some(b' ') => b.get(i + 3).is_some_and(u8::is_ascii_digit),
+                _ => false,
+            };
+        }
+    }
+    if let Some(r) = run {
+        finish(&mut runs, r, b.len());
+    }
+    (runs, shapes)
+}
+
+#[cfg(test)]
 fn number_runs(b: &[u8]) -> Vec<NumberRun> {
     let mut runs = Vec::new();
     let mut i = 0;
@@ -237,7 +321,7 @@ fn matches_in<'h>(
 /// Cheap facts about a digit window that IBAN, NI number and IPv4 matches need. Each is
 /// a necessary condition for its rules, so skipping a regex when it is false changes no
 /// finding: it only saves running the regex.
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct NumberShapes {
     /// Two upper-case letters then a digit (after at most one space): how IBANs and
     /// National Insurance numbers start.
@@ -246,6 +330,7 @@ struct NumberShapes {
     dotted_quad: bool,
 }
 
+#[cfg(test)]
 impl NumberShapes {
     fn of(b: &[u8]) -> Self {
         let mut shapes = Self::default();
@@ -404,6 +489,16 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn number_facts_are_number_runs_and_shapes(
+            text in "[0-9 ().+.-]{0,30}|[0-9A-Z .+é-]{0,60}|[0-9AB.x ]{0,40}",
+        ) {
+            let b = text.as_bytes();
+            let (runs, shapes) = super::number_facts(b);
+            prop_assert_eq!(runs, super::number_runs(b));
+            prop_assert_eq!(shapes, super::NumberShapes::of(b));
+        }
+
         #[test]
         fn find_digit_finds_the_first_digit(b in proptest::collection::vec(any::<u8>(), 0..40), digit in 0u8..10, at in 0usize..40) {
             let mut b = b;

@@ -4,6 +4,7 @@
 
 use super::{Ctx, re};
 use crate::rule::Rule;
+use aho_corasick::AhoCorasick;
 use base64::Engine;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -11,6 +12,12 @@ use regex::Regex;
 
 pub(crate) struct SecretRules {
     shaped: Vec<(Rule, Regex)>,
+    /// Literals of which every match of a rule contains one: for each of `shaped` in
+    /// order, then the JWT and the private-key rules. A rule none of whose literals
+    /// occur in a text cannot match it and is not run.
+    literals: AhoCorasick,
+    /// The rule (index as above) each literal belongs to.
+    literal_rule: Vec<usize>,
     aws_secret: Regex,
     jwt: Regex,
     pem_begin: Regex,
@@ -62,8 +69,44 @@ impl SecretRules {
                 )),
             ),
         ];
+        // One list per rule, in the order of `shaped`, then JWT, then PEM.
+        let literal_sets: [&[&str]; 8] = [
+            &[
+                "AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "AROA",
+                "APKA", "ASCA",
+            ],
+            &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
+            &["sk-"],
+            &["AIza"],
+            &["xox"],
+            &["k_live_", "k_test_"],
+            &["eyJ"],
+            &["-----BEGIN "],
+        ];
+        assert_eq!(literal_sets.len(), shaped.len() + 2);
+        for (i, a) in literal_sets.iter().enumerate() {
+            for (j, b) in literal_sets.iter().enumerate() {
+                assert!(
+                    i == j || !a.iter().any(|x| b.iter().any(|y| y.starts_with(x))),
+                    "a literal of one secret rule starts another's"
+                );
+            }
+        }
+        let literal_rule: Vec<usize> = literal_sets
+            .iter()
+            .enumerate()
+            .flat_map(|(i, set)| set.iter().map(move |_| i))
+            .collect();
+        // Leftmost-first, restarted one byte after each match, finds every position that
+        // holds a literal (no literal is a prefix of another rule's).
+        let literals = aho_corasick::AhoCorasickBuilder::new()
+            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            .build(literal_sets.concat())
+            .expect("secret literals");
         Self {
             shaped,
+            literals,
+            literal_rule,
             aws_secret: re(
                 r#"(?i)(?:(?:aws[_. -]?)?secret[_. -]?access[_. -]?key|aws[_. -]?secret[_. -]?key)["']?[ \t]*(?::|=>?)[ \t]*["']?([A-Za-z0-9/+]{40})"#,
             ),
@@ -82,8 +125,20 @@ impl SecretRules {
     /// been seen, so a stream can hold it back until it has.
     pub fn detect(&self, ctx: &mut Ctx<'_>) -> Option<usize> {
         let text = ctx.norm;
-        for (rule, regex) in &self.shaped {
-            for m in regex.find_iter(text) {
+        let mut present = 0u32;
+        let mut at = 0;
+        while let Some(m) = self
+            .literals
+            .find(aho_corasick::Input::new(text).span(at..text.len()))
+        {
+            present |= 1 << self.literal_rule[m.pattern().as_usize()];
+            at = m.start() + 1;
+        }
+        // A rule whose literals are absent searches an empty text instead (none of them
+        // matches the empty string), which keeps the loops below as they were.
+        let gated = |i: usize| if present & (1 << i) != 0 { text } else { "" };
+        for (i, (rule, regex)) in self.shaped.iter().enumerate() {
+            for m in regex.find_iter(gated(i)) {
                 if *rule == Rule::SecretOpenaiKey && !looks_random(m.as_str()) {
                     continue;
                 }
@@ -91,11 +146,14 @@ impl SecretRules {
             }
         }
         self.detect_aws_secret(ctx);
-        for c in self.jwt.captures_iter(text) {
+        for c in self.jwt.captures_iter(gated(self.shaped.len())) {
             let m = c.get(0).expect("whole match");
             if jwt_header_has_alg(&c[1]) {
                 ctx.value(Rule::SecretJwt, m.start(), m.end());
             }
+        }
+        if present & (1 << (self.shaped.len() + 1)) == 0 {
+            return None;
         }
         self.detect_pem(ctx)
     }
