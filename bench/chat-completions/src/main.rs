@@ -6,8 +6,11 @@
 //! full AI pipeline behind `POST /v1/chat/completions`: API-key auth, per-key limits,
 //! budget, input and output safety, gateway, usage ledger and audit) and `litellm`
 //! (`litellm --config` proxy, PyPI `litellm[proxy]`, an `openai/` model pointing at the
-//! mock, one worker, a master key). Servers run on one CPU (`taskset -c 0`), this load
-//! generator re-executes itself on the other (`taskset -c 1`).
+//! mock, one worker, a master key). Assay (and LiteLLM) run on one CPU (`taskset -c 0`);
+//! this load generator re-executes itself on the other (`taskset -c 1`), and mock-llm, which
+//! stands for a remote provider, runs beside the generator unless `--mock-cpu 0` puts it on
+//! the server's core. Each closed-loop round also prints the CPU time each server process
+//! used per answered request (`/proc/<pid>/stat`), the figure that decides capacity.
 //!
 //! 1. Latency: closed loop at each `--concurrency`, `--requests` per target (bounded by
 //!    `--max-secs`), targets interleaved in `--rounds`; prints p50/p99 per target, the
@@ -74,10 +77,16 @@ struct Args {
     /// Leave LiteLLM out.
     #[arg(long)]
     no_litellm: bool,
+    /// The CPU Assay (and LiteLLM) run on.
     #[arg(long, default_value_t = 0)]
     server_cpu: usize,
+    /// The CPU this load generator runs on.
     #[arg(long, default_value_t = 1)]
     client_cpu: usize,
+    /// The CPU mock-llm runs on (default: the generator's; it stands for a remote provider,
+    /// so it does not take the server's core). Give the server's CPU to share it instead.
+    #[arg(long)]
+    mock_cpu: Option<usize>,
 }
 
 /// A server process, stopped (and reaped) when dropped.
@@ -147,7 +156,7 @@ fn pin_self(args: &Args) -> Option<std::process::ExitCode> {
 }
 
 fn start_mock(args: &Args, bin: &Path) -> (Server, String) {
-    let mut child = pinned(args.server_cpu, bin)
+    let mut child = pinned(args.mock_cpu.unwrap_or(args.client_cpu), bin)
         .args(["--addr", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -406,6 +415,38 @@ async fn call(client: &reqwest::Client, t: &Target) -> Result<(), String> {
     Ok(())
 }
 
+/// CPU time (user + system, all threads) a process has used so far, from
+/// `/proc/<pid>/stat`; `None` where that is not readable.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // In USER_HZ, which Linux fixes at 100 for /proc whatever the kernel's own tick.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// CPU used by the given processes while `f` ran, per answered request, as `name=µs`.
+async fn cpu_per_request<F: std::future::Future<Output = Run>>(
+    procs: &[(&str, u32)],
+    f: F,
+) -> (Run, String) {
+    let before: Vec<Option<Duration>> = procs.iter().map(|(_, p)| cpu_time(*p)).collect();
+    let run = f.await;
+    let n = run.samples.len().max(1) as f64;
+    let line = procs
+        .iter()
+        .zip(before)
+        .filter_map(|((name, pid), b)| {
+            let used = cpu_time(*pid)?.checked_sub(b?)?;
+            Some(format!("{name} {:.0} µs", used.as_secs_f64() * 1e6 / n))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    (run, line)
+}
+
 struct Run {
     samples: Vec<Duration>,
     failures: usize,
@@ -580,14 +621,31 @@ async fn main() -> std::process::ExitCode {
     } else {
         start_litellm(&args, dir.path(), &mock_base, &client).await
     };
+    // Whose CPU each target's requests use (assay and LiteLLM also make the mock work).
+    let (mock_pid, assay_pid) = (_mock.child.id(), _assay.child.id());
+    let litellm_pid = litellm.as_ref().map(|(s, _)| s.child.id());
+    let processes_of = |name: &str| -> Vec<(&'static str, u32)> {
+        let mut p = match name {
+            "assay" => vec![("assay", assay_pid)],
+            "litellm" => litellm_pid.map(|p| ("litellm", p)).into_iter().collect(),
+            _ => Vec::new(),
+        };
+        p.push(("mock-llm", mock_pid));
+        p
+    };
     let mut targets = vec![direct.clone(), assay.clone()];
     if let Some((_, t)) = &litellm {
         targets.push(t.clone());
     }
     println!(
-        "servers on CPU {} (mock-llm, assay{}), load generator on CPU {}; question: {QUESTION:?}",
+        "assay{} on CPU {}, mock-llm on CPU {}, load generator on CPU {}; question: {QUESTION:?}",
+        if litellm.is_some() {
+            " and litellm"
+        } else {
+            ""
+        },
         args.server_cpu,
-        if litellm.is_some() { ", litellm" } else { "" },
+        args.mock_cpu.unwrap_or(args.client_cpu),
         args.client_cpu
     );
     for t in &targets {
@@ -614,8 +672,13 @@ async fn main() -> std::process::ExitCode {
         for round in 1..=args.rounds {
             println!(" round {round}");
             for (i, t) in targets.iter().enumerate() {
-                let run = closed_loop(&client, t, args.requests, c, max).await;
+                let procs = processes_of(t.name);
+                let (run, cpu) =
+                    cpu_per_request(&procs, closed_loop(&client, t, args.requests, c, max)).await;
                 report(t.name, &run);
+                if !cpu.is_empty() {
+                    println!("    server CPU per request: {cpu}");
+                }
                 all[i].extend(run.samples);
             }
         }
@@ -653,10 +716,14 @@ async fn main() -> std::process::ExitCode {
         println!(" {rate} req/s");
         let d = open_loop(&client, &direct, rate, args.step_secs).await;
         report("direct", &d);
-        let a = open_loop(&client, &assay, rate, args.step_secs).await;
+        let (a, cpu) = cpu_per_request(
+            &processes_of("assay"),
+            open_loop(&client, &assay, rate, args.step_secs),
+        )
+        .await;
         let ok = report("assay", &a).is_some_and(|s| a.failures == 0 && ms(s.p99) <= args.p99_ms);
         println!(
-            "  assay at {rate} req/s: {}",
+            "  assay at {rate} req/s: {} (CPU per request: {cpu})",
             if ok { "sustained" } else { "NOT sustained" }
         );
         if ok {

@@ -209,9 +209,10 @@ const LAST_USED_PRECISION: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 async fn verify_api_key(state: &AppState, key: &PresentedApiKey) -> Result<Caller, ApiError> {
     let invalid = || ApiError::unauthenticated("invalid_api_key", "the API key is not valid");
-    let Some(cred) = api_keys::find_for_auth(state.db().primary(), key.id()).await? else {
+    let Some(entry) = state.identity().api_key(state.db(), key.id()).await? else {
         return Err(invalid());
     };
+    let cred = &entry.credential;
     if !key.matches(&cred.key_hash) {
         return Err(invalid());
     }
@@ -233,12 +234,7 @@ async fn verify_api_key(state: &AppState, key: &PresentedApiKey) -> Result<Calle
     // many times a second must not cost a database write per request (on SQLite, writes
     // serialise: one per call capped /v1/chat/completions near 1,000 req/s). Minute
     // precision is what "last used" needs.
-    let now = chrono::Utc::now();
-    if cred
-        .key
-        .last_used_at
-        .is_none_or(|t| now - t >= LAST_USED_PRECISION)
-    {
+    if entry.claim_use_record(chrono::Utc::now(), LAST_USED_PRECISION) {
         let (db, id) = (state.db().clone(), cred.key.id.clone());
         tokio::spawn(async move {
             if let Err(e) = api_keys::touch_last_used(db.primary(), &id).await {
@@ -247,7 +243,7 @@ async fn verify_api_key(state: &AppState, key: &PresentedApiKey) -> Result<Calle
         });
     }
     Ok(Caller::ApiKey {
-        key_id: cred.key.id,
+        key_id: cred.key.id.clone(),
         org_id: cred.key.org_id,
         scopes,
     })

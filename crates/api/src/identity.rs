@@ -12,10 +12,13 @@ use assay_infra::redis_conn::RedisConn;
 use assay_infra::revocation::{RevocationConfig, RevocationStore};
 use assay_store::Db;
 use assay_store::repo::organisations::{self, Organisation};
+use assay_store::repo::api_keys::{self, ApiKeyCredential};
 use assay_store::repo::{memberships, users};
 use moka::future::Cache;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
+use chrono::{DateTime, Utc};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long a membership or account state may be served from memory. A role change or a
@@ -36,6 +39,30 @@ pub struct Identity {
     /// A person's rendered profile and memberships (`/me`), same lifetime and invalidation
     /// as the membership cache.
     profiles: Cache<UserId, axum::body::Bytes>,
+    /// API key credentials by key id (`None`: no such key), same lifetime as the membership
+    /// cache: a revocation made on this node applies at once, on other nodes within
+    /// [`MEMBERSHIP_CACHE_TTL`]. Without it every API-key request read the store (on SQLite
+    /// that capped `/v1/chat/completions` near 1,000 req/s).
+    api_keys: Cache<String, Option<Arc<CachedApiKey>>>,
+}
+
+/// A stored API key credential, plus when this node last recorded its use.
+pub struct CachedApiKey {
+    pub credential: ApiKeyCredential,
+    last_recorded: Mutex<Option<DateTime<Utc>>>,
+}
+
+impl CachedApiKey {
+    /// Whether a use at `now` should be written to `last_used_at`: the last recorded use
+    /// (stored, or written by this node) is at least `precision` old. Claims the write.
+    pub fn claim_use_record(&self, now: DateTime<Utc>, precision: chrono::TimeDelta) -> bool {
+        let mut last = self.last_recorded.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| now - t < precision) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
 }
 
 /// Why the identity service could not be built.
@@ -134,6 +161,10 @@ impl Identity {
                 .max_capacity(100_000)
                 .time_to_live(MEMBERSHIP_CACHE_TTL)
                 .build(),
+            api_keys: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(MEMBERSHIP_CACHE_TTL)
+                .build(),
         })
     }
 
@@ -187,6 +218,32 @@ impl Identity {
         let rendered = axum::body::Bytes::from(render(person, orgs).to_string());
         self.profiles.insert(user, rendered.clone()).await;
         Ok(rendered)
+    }
+
+    /// The credential of API key `id` (briefly cached, misses included). `None`: no such key.
+    pub async fn api_key(
+        &self,
+        db: &Db,
+        id: &str,
+    ) -> Result<Option<Arc<CachedApiKey>>, assay_store::StoreError> {
+        if let Some(hit) = self.api_keys.get(id).await {
+            return Ok(hit);
+        }
+        let found = api_keys::find_for_auth(db.primary(), id)
+            .await?
+            .map(|credential| {
+                Arc::new(CachedApiKey {
+                    last_recorded: Mutex::new(credential.key.last_used_at),
+                    credential,
+                })
+            });
+        self.api_keys.insert(id.to_owned(), found.clone()).await;
+        Ok(found)
+    }
+
+    /// Forget a cached API key after it was revoked (or otherwise changed) here.
+    pub async fn api_key_changed(&self, id: &str) {
+        self.api_keys.invalidate(id).await;
     }
 
     /// Forget a cached membership after it changed here.

@@ -12,6 +12,10 @@ mod telemetry;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: see the note on the dependency in Cargo.toml.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -40,6 +40,7 @@ on_both_backends!(
     audit_chain_verifies_and_detects_tampering,
     audit_chain_detects_deleted_events,
     audit_appends_concurrently_without_forking,
+    audit_batches_chain_like_single_appends,
     audit_list_is_org_scoped_and_paginated,
     reads_fall_back_to_primary_when_replica_is_down,
     ping_reports_latency_and_pool,
@@ -329,6 +330,75 @@ async fn audit_appends_concurrently_without_forking(t: TestDb) {
         .unwrap();
     assert_eq!(report.events_checked, 20);
     assert_eq!(report.first_broken, None);
+}
+
+async fn audit_batches_chain_like_single_appends(t: TestDb) {
+    let (alice, a) = signup(&t.db, "batch-a@example.com", "BatchA").await;
+    let (bob, b) = signup(&t.db, "batch-b@example.com", "BatchB").await;
+    // A single append, then a batch interleaving both orgs and the platform chain, then
+    // another single append: one unbroken chain per organisation, in order.
+    audit::append(
+        t.db.primary(),
+        NewAuditEvent::new(Some(a.id), Actor::User(alice.id), "before"),
+    )
+    .await
+    .unwrap();
+    let platform_before = audit::verify_chain(t.db.primary(), None)
+        .await
+        .unwrap()
+        .events_checked;
+    let mut batch = Vec::new();
+    for i in 0..7 {
+        batch.push(NewAuditEvent::new(
+            Some(a.id),
+            Actor::User(alice.id),
+            format!("a{i}"),
+        ));
+        batch.push(NewAuditEvent::new(
+            Some(b.id),
+            Actor::User(bob.id),
+            format!("b{i}"),
+        ));
+    }
+    batch.push(NewAuditEvent::new(None, Actor::Anonymous, "p0"));
+    let written =
+        t.db.write(move |txn| Box::pin(async move { audit::append_batch(txn, batch).await }))
+            .await
+            .unwrap();
+    assert_eq!(written, 15);
+    audit::append(
+        t.db.primary(),
+        NewAuditEvent::new(Some(a.id), Actor::User(alice.id), "after"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        t.db.write(|txn| Box::pin(async move { audit::append_batch(txn, Vec::new()).await }))
+            .await
+            .unwrap()
+            == 0
+    );
+
+    for (org, n) in [(a.id, 9), (b.id, 7)] {
+        let report = audit::verify_chain(t.db.primary(), Some(org))
+            .await
+            .unwrap();
+        assert_eq!((report.events_checked, report.first_broken), (n, None));
+    }
+    let platform = audit::verify_chain(t.db.primary(), None).await.unwrap();
+    assert_eq!(platform.events_checked, platform_before + 1);
+    assert_eq!(platform.first_broken, None);
+    let ctx = OrgCtx::for_verified_member(a.id, alice.id, Role::Owner);
+    let listed = audit::list(t.db.primary(), &ctx, &AuditFilter::default(), 100)
+        .await
+        .unwrap();
+    let actions: Vec<&str> = listed.iter().rev().map(|e| e.action.as_str()).collect();
+    // Sign-up may have audited events of its own first; ours follow in order.
+    let ours = &actions[actions.len() - 9..];
+    assert_eq!(
+        ours,
+        ["before", "a0", "a1", "a2", "a3", "a4", "a5", "a6", "after"]
+    );
 }
 
 async fn audit_list_is_org_scoped_and_paginated(t: TestDb) {

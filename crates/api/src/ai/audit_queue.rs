@@ -1,5 +1,6 @@
 //! Audit events of AI calls, written off the request path: calls enqueue without waiting
-//! and one task appends them in batches, each batch in one transaction (the audit chain
+//! and one task appends them in batches gathered over a few milliseconds, each batch in
+//! one transaction with a handful of statements per organisation (the audit chain
 //! serialises appends per organisation, so one transaction per event would put a chain
 //! lock on every AI call). A failed batch is logged and counted
 //! (`assay_ai_audit_dropped_total`); the calls it described have already been answered.
@@ -9,7 +10,11 @@ use assay_store::repo::audit::{self, NewAuditEvent};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-const BATCH: usize = 128;
+const BATCH: usize = 512;
+/// After the first event of a batch, how long to let more arrive: under load one
+/// transaction per tick instead of one per handful of events (each statement is a round
+/// trip to the database, and on SQLite every transaction serialises with the others).
+const GATHER: Duration = Duration::from_millis(10);
 
 #[derive(Clone)]
 pub struct AuditQueue {
@@ -24,14 +29,21 @@ impl AuditQueue {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
+                if batch.len() < BATCH {
+                    tokio::time::sleep(GATHER).await;
+                    while batch.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(ev) => batch.push(ev),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 let events = std::mem::take(&mut batch);
                 let n = events.len() as u64;
                 let written = db
                     .write(move |txn| {
                         Box::pin(async move {
-                            for ev in events {
-                                audit::append(txn, ev).await?;
-                            }
+                            audit::append_batch(txn, events).await?;
                             Ok(())
                         })
                     })

@@ -17,9 +17,9 @@ use assay_store::Db;
 use assay_store::repo::ai_usage;
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long after a call the ledger surely has its row (batched writes, a slow database).
 const LEDGER_LAG: Duration = Duration::from_secs(2);
@@ -70,6 +70,9 @@ pub fn month_key(now: DateTime<Utc>) -> String {
 #[derive(Clone)]
 pub struct Budgets {
     pending: Arc<Mutex<HashMap<OrgId, f64>>>,
+    /// Finished calls' costs still counted in `pending`, oldest first, with when to stop
+    /// counting them: dropped lazily on the next read (no timer task per call).
+    expiring: Arc<Mutex<VecDeque<(Instant, OrgId, f64)>>>,
     recorded: Option<moka::future::Cache<OrgId, f64>>,
     /// How long a finished call's cost stays counted in-process.
     hold: Duration,
@@ -96,11 +99,12 @@ impl Reservation {
         self.settled = true;
         self.budgets.add(self.org, actual_usd - self.estimate);
         if actual_usd > 0.0 {
-            let (budgets, org) = (self.budgets.clone(), self.org);
-            tokio::spawn(async move {
-                tokio::time::sleep(budgets.hold).await;
-                budgets.add(org, -actual_usd);
-            });
+            let until = Instant::now() + self.budgets.hold;
+            self.budgets
+                .expiring
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_back((until, self.org, actual_usd));
         }
     }
 }
@@ -118,6 +122,7 @@ impl Budgets {
     pub fn new(cache: Duration) -> Self {
         Self {
             pending: Arc::default(),
+            expiring: Arc::default(),
             recorded: (!cache.is_zero()).then(|| {
                 moka::future::Cache::builder()
                     .max_capacity(100_000)
@@ -148,7 +153,21 @@ impl Budgets {
         }
     }
 
+    /// Stop counting finished calls whose cost the ledger surely has by now.
+    fn drop_expired(&self) {
+        let now = Instant::now();
+        let mut expiring = self.expiring.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(&(until, org, usd)) = expiring.front() {
+            if until > now {
+                break;
+            }
+            expiring.pop_front();
+            self.add(org, -usd);
+        }
+    }
+
     fn pending(&self, org: OrgId) -> f64 {
+        self.drop_expired();
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -240,5 +259,25 @@ mod tests {
         b.add(org, 0.25);
         drop(r);
         assert!((b.pending(org) - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_settled_cost_counts_until_the_ledger_surely_has_it() {
+        let b = Budgets {
+            hold: Duration::from_millis(50),
+            ..Budgets::default()
+        };
+        let org = OrgId::new();
+        b.add(org, 0.1);
+        let r = Reservation {
+            budgets: b.clone(),
+            org,
+            estimate: 0.1,
+            settled: false,
+        };
+        r.settle(0.3);
+        assert!((b.pending(org) - 0.3).abs() < 1e-12);
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(b.pending(org).abs() < 1e-12, "{}", b.pending(org));
     }
 }

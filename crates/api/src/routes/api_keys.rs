@@ -139,6 +139,7 @@ pub async fn revoke(
     Path((_, key_id)): Path<(Uuid, String)>,
 ) -> Result<StatusCode, ApiError> {
     let access = access.access;
+    let revoked = key_id.clone();
     state
         .db()
         .write(move |txn| {
@@ -153,5 +154,6 @@ pub async fn revoke(
             })
         })
         .await?;
+    state.identity().api_key_changed(&revoked).await;
     Ok(StatusCode::NO_CONTENT)
 }
