@@ -11,13 +11,13 @@ use assay_infra::rate_limit::{RateLimiter, RateLimiterConfig};
 use assay_infra::redis_conn::RedisConn;
 use assay_infra::revocation::{RevocationConfig, RevocationStore};
 use assay_store::Db;
-use assay_store::repo::organisations::{self, Organisation};
 use assay_store::repo::api_keys::{self, ApiKeyCredential};
+use assay_store::repo::organisations::{self, Organisation};
 use assay_store::repo::{memberships, users};
+use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
-use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
