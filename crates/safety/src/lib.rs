@@ -29,7 +29,8 @@
 //! 1. **Normalisation** ([`view`](crate) internals): NFKC per character cluster; zero-width
 //!    characters, bidi controls and Unicode tag characters are removed from the view (and
 //!    reported); common Cyrillic/Greek look-alikes are folded to Latin. A second "words"
-//!    view lower-cases and collapses punctuation for phrase rules. Every view keeps an
+//!    view lower-cases and collapses punctuation for phrase rules (built only when a
+//!    phrase rule's key word may occur, so ordinary prose skips it). Every view keeps an
 //!    offset map, so each [`Finding::span`] is a byte range of the **original** text on
 //!    char boundaries, and redaction edits exactly what the caller sent.
 //! 2. **Detectors** (rule ids in [`Rule`]): PII validated by checksum or number plan

@@ -17,6 +17,8 @@ use regex::Regex;
 pub(crate) struct Ctx<'a> {
     pub norm: &'a str,
     pub norm_map: &'a OffsetMap,
+    /// The words view, or empty when no phrase rule can match (see [`KeyFilter`]): read
+    /// it only under an open [`gate`] bit.
     pub words: &'a str,
     pub words_map: &'a OffsetMap,
     pub out: Vec<Finding>,
