@@ -224,9 +224,9 @@ fn every_error_response_uses_the_shared_error_shape() {
             if code < 400 || (path == "/health/ready" && code == 503) {
                 continue;
             }
-            // The OpenAI-compatible routes answer in OpenAI's error shape, except a 413 from
-            // the body limit, which rejects before routing.
-            let expected = if path.starts_with("/v1/") && code != 413 {
+            // The OpenAI-compatible routes answer in OpenAI's error shape, router and body-limit
+            // errors included.
+            let expected = if path.starts_with("/v1/") {
                 &openai_error_ref
             } else {
                 &error_ref

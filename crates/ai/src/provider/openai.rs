@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 pub struct OpenAiCompatible {
     http: reqwest::Client,
     base_url: String,
+    /// `{base_url}/chat/completions`, parsed once (not per call) when it is a valid URL.
+    completions_url: Option<reqwest::Url>,
     api_key: Option<SecretString>,
     azure_api_version: Option<String>,
 }
@@ -31,23 +33,28 @@ impl OpenAiCompatible {
         api_key: Option<SecretString>,
         azure_api_version: Option<String>,
     ) -> Self {
+        let base_url = base_url.trim_end_matches('/').to_owned();
         Self {
             http,
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            completions_url: reqwest::Url::parse(&format!("{base_url}/chat/completions")).ok(),
+            base_url,
             api_key,
             azure_api_version,
         }
     }
 
     fn request(&self, req: &ProviderRequest, stream: bool) -> reqwest::RequestBuilder {
-        let url = match &self.azure_api_version {
-            Some(v) => format!(
+        let mut rb = match (&self.azure_api_version, &self.completions_url) {
+            (Some(v), _) => self.http.post(format!(
                 "{}/openai/deployments/{}/chat/completions?api-version={v}",
                 self.base_url, req.model
-            ),
-            None => format!("{}/chat/completions", self.base_url),
+            )),
+            (None, Some(url)) => self.http.post(url.clone()),
+            // Not a valid URL: reqwest reports it as the call's error.
+            (None, None) => self
+                .http
+                .post(format!("{}/chat/completions", self.base_url)),
         };
-        let mut rb = self.http.post(url);
         if let Some(k) = &self.api_key {
             rb = if self.azure_api_version.is_some() {
                 rb.header("api-key", k.expose_secret())

@@ -847,7 +847,7 @@ fn check_model(state: &AppState, model: &str) -> Result<(), OpenAiError> {
         (status = 401, description = "No API key, or not a valid organisation API key (`invalid_api_key`)", body = OpenAiErrorResponse),
         (status = 403, description = "The key lacks the `ai` scope (`forbidden`)", body = OpenAiErrorResponse),
         (status = 404, description = "Unknown model (`model_not_found`)", body = OpenAiErrorResponse),
-        (status = 413, description = "The body is larger than the server accepts (`payload_too_large`)", body = crate::openapi::ErrorResponse),
+        (status = 413, description = "The body is larger than the server accepts (`payload_too_large`)", body = OpenAiErrorResponse),
         (status = 415, description = "The body is not `application/json`", body = OpenAiErrorResponse),
         (status = 422, description = "Refused by the organisation's safety rules (`ai_blocked`, rule ids in the message)", body = OpenAiErrorResponse),
         (status = 429, description = "Rate limited (`ai_rate_limited`, `rate_limited`; see `Retry-After`) or the monthly AI budget is spent (`ai_budget_exceeded`)", body = OpenAiErrorResponse),
