@@ -249,15 +249,8 @@ fn number_facts(b: &[u8]) -> (Vec<NumberRun>, NumberShapes) {
         if let Some(r) = run.take() {
             finish(&mut runs, r, i);
         }
-        if class & UPPER != 0
-            && !shapes.letters_then_digits
-            && b.get(i + 1).is_some_and(u8::is_ascii_uppercase)
-        {
-            shapes.letters_then_digits = match b.get(i + 2) {
-                Some(d) if d.is_ascii_digit() => true,
-                Some(b' ') => b.get(i + 3).is_some_and(u8::is_ascii_digit),
-                _ => false,
-            };
+        if class & UPPER != 0 && !shapes.letters_then_digits {
+            shapes.letters_then_digits = letters_then_digits_at(b, i);
         }
     }
     if let Some(r) = run {
@@ -318,13 +311,26 @@ fn matches_in<'h>(
     })
 }
 
+/// Whether an IBAN or a National Insurance number can start at `b[i]`: both regexes
+/// begin with `\b[A-Z][A-Z] ?[0-9]{2}` (the IBAN one without the space), and `b` is the
+/// haystack they search, so its start is a word boundary.
+fn letters_then_digits_at(b: &[u8], i: usize) -> bool {
+    let at = |k: usize| b.get(i + k).copied().unwrap_or(0);
+    let boundary = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+    let digits_from = |k: usize| at(k).is_ascii_digit() && at(k + 1).is_ascii_digit();
+    boundary
+        && at(0).is_ascii_uppercase()
+        && at(1).is_ascii_uppercase()
+        && (digits_from(2) || at(2) == b' ' && digits_from(3))
+}
+
 /// Cheap facts about a digit window that IBAN, NI number and IPv4 matches need. Each is
 /// a necessary condition for its rules, so skipping a regex when it is false changes no
 /// finding: it only saves running the regex.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct NumberShapes {
-    /// Two upper-case letters then a digit (after at most one space): how IBANs and
-    /// National Insurance numbers start.
+    /// At a word boundary, two upper-case letters then two digits (after at most one
+    /// space): how IBANs and National Insurance numbers start.
     letters_then_digits: bool,
     /// Three dots within one stretch of `[0-9.]`, as in every IPv4 address.
     dotted_quad: bool,
@@ -344,15 +350,8 @@ impl NumberShapes {
                 }
                 _ => dots = 0,
             }
-            if c.is_ascii_uppercase()
-                && !shapes.letters_then_digits
-                && b.get(i + 1).is_some_and(u8::is_ascii_uppercase)
-            {
-                shapes.letters_then_digits = match b.get(i + 2) {
-                    Some(d) if d.is_ascii_digit() => true,
-                    Some(b' ') => b.get(i + 3).is_some_and(u8::is_ascii_digit),
-                    _ => false,
-                };
+            if c.is_ascii_uppercase() && !shapes.letters_then_digits {
+                shapes.letters_then_digits = letters_then_digits_at(b, i);
             }
         }
         shapes
@@ -489,6 +488,8 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
         #[test]
         fn number_facts_are_number_runs_and_shapes(
             text in "[0-9 ().+.-]{0,30}|[0-9A-Z .+é-]{0,60}|[0-9AB.x ]{0,40}",
@@ -497,6 +498,19 @@ mod tests {
             let (runs, shapes) = super::number_facts(b);
             prop_assert_eq!(runs, super::number_runs(b));
             prop_assert_eq!(shapes, super::NumberShapes::of(b));
+        }
+
+        #[test]
+        #[test]
+        fn iban_and_nino_matches_need_letters_then_digits(
+            text in "[A-Z0-9 a_é]{0,40}|(x|_|é| )?[A-D][A-Z] ?[0-9]{2} ?[0-9A-Z ]{0,30}",
+        ) {
+            static RULES: std::sync::LazyLock<super::PiiRules> =
+                std::sync::LazyLock::new(super::PiiRules::new);
+            let b = text.as_bytes();
+            if RULES.iban.is_match(&text) || RULES.nino.is_match(&text) {
+                prop_assert!(super::number_facts(b).1.letters_then_digits, "{:?}", text);
+            }
         }
 
         #[test]
