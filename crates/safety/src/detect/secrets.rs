@@ -19,6 +19,8 @@ pub(crate) struct SecretRules {
     /// The rule (index as above) each literal belongs to.
     literal_rule: Vec<usize>,
     aws_secret: Regex,
+    /// `secret` in any case: every `aws_secret` match contains it.
+    aws_secret_gate: AhoCorasick,
     jwt: Regex,
     pem_begin: Regex,
     pem_end: Regex,
@@ -107,6 +109,10 @@ impl SecretRules {
             shaped,
             literals,
             literal_rule,
+            aws_secret_gate: aho_corasick::AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .build(["secret"])
+                .expect("secret gate"),
             aws_secret: re(
                 r#"(?i)(?:(?:aws[_. -]?)?secret[_. -]?access[_. -]?key|aws[_. -]?secret[_. -]?key)["']?[ \t]*(?::|=>?)[ \t]*["']?([A-Za-z0-9/+]{40})"#,
             ),
@@ -160,13 +166,9 @@ impl SecretRules {
 
     fn detect_aws_secret(&self, ctx: &mut Ctx<'_>) {
         let text = ctx.norm;
-        // Cheap gate: the assignment always names the key.
-        let lower_has = |needle: &[u8]| {
-            memchr::memmem::find_iter(text.as_bytes(), needle)
-                .next()
-                .is_some()
-        };
-        if !(lower_has(b"ecret") || lower_has(b"ECRET")) {
+        // Cheap gate: the assignment always names the key, in any case (the regex is
+        // case-insensitive, so `aws_sEcReT_access_key` must pass the gate too).
+        if !self.aws_secret_gate.is_match(text) {
             return;
         }
         for c in self.aws_secret.captures_iter(text) {
@@ -256,6 +258,12 @@ mod tests {
         );
         has(
             r#"{"AwsSecretKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}"#,
+            Rule::SecretAwsSecretKey,
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        );
+        // Any case of the name, as the regex allows (the cheap gate once missed these).
+        has(
+            "aws_sEcReT_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
             Rule::SecretAwsSecretKey,
             "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         );
