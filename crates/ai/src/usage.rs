@@ -160,8 +160,8 @@ pub struct UsageLedger {
     dropped: Arc<AtomicU64>,
 }
 
-const BATCH: usize = 256;
-const FLUSH_EVERY: Duration = Duration::from_millis(20);
+const BATCH: usize = 512;
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
 impl UsageLedger {
     /// Start the writer task (needs a Tokio runtime). It ends when the ledger is dropped,

@@ -14,7 +14,7 @@ const BATCH: usize = 512;
 /// After the first event of a batch, how long to let more arrive: under load one
 /// transaction per tick instead of one per handful of events (each statement is a round
 /// trip to the database, and on SQLite every transaction serialises with the others).
-const GATHER: Duration = Duration::from_millis(10);
+const GATHER: Duration = Duration::from_millis(50);
 
 #[derive(Clone)]
 pub struct AuditQueue {

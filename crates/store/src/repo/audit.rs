@@ -211,9 +211,11 @@ pub async fn append_batch(
     Ok(n)
 }
 
-/// Rows per multi-row INSERT: 17 columns each stays far below SQLite's bound on bound
-/// parameters (32,766) and PostgreSQL's (65,535).
-const INSERT_CHUNK: usize = 500;
+/// Rows per multi-row INSERT (17 columns each: far below SQLite's and PostgreSQL's bounds on
+/// bound parameters). Small enough that building one statement, and hashing one chunk of
+/// events, never holds the async worker for long: a batch of hundreds of events is written
+/// in several awaits, so requests sharing the worker run in between.
+const INSERT_CHUNK: usize = 64;
 
 async fn append_to_chain(
     conn: &impl ConnectionTrait,
@@ -276,6 +278,9 @@ async fn append_to_chain(
         model.hash = hash_of(&model);
         prev_hash = model.hash.clone();
         models.push(model);
+        if models.len() % INSERT_CHUNK == 0 {
+            tokio::task::yield_now().await;
+        }
     }
     for chunk in models.chunks(INSERT_CHUNK) {
         event::Entity::insert_many(chunk.iter().cloned().map(event::ActiveModel::from))
