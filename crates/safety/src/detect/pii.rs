@@ -204,6 +204,24 @@ const BYTE_CLASS: [u8; 256] = {
     t
 };
 
+/// The run `[start, end)` with `digits` digits, if it has enough to matter (6).
+fn number_run(b: &[u8], start: usize, digits: usize, plus: bool, end: usize) -> Option<NumberRun> {
+    if digits < 6 {
+        return None;
+    }
+    // The ending character may be multi-byte: take all of it.
+    let mut hay_end = (end + 1).min(b.len());
+    while hay_end < b.len() && (b[hay_end] & 0xC0) == 0x80 {
+        hay_end += 1;
+    }
+    Some(NumberRun {
+        start,
+        hay_end,
+        digits,
+        plus,
+    })
+}
+
 /// The number runs and shapes of a window in one pass: the same answers as
 /// [`number_runs`] and [`NumberShapes::of`].
 fn number_facts(b: &[u8]) -> (Vec<NumberRun>, NumberShapes) {
@@ -214,19 +232,7 @@ fn number_facts(b: &[u8]) -> (Vec<NumberRun>, NumberShapes) {
     let mut run: Option<(usize, usize, bool)> = None;
     let finish =
         |runs: &mut Vec<NumberRun>, (start, digits, plus): (usize, usize, bool), i: usize| {
-            if digits >= 6 {
-                // The ending character may be multi-byte: take all of it.
-                let mut hay_end = (i + 1).min(b.len());
-                while hay_end < b.len() && (b[hay_end] & 0xC0) == 0x80 {
-                    hay_end += 1;
-                }
-                runs.push(NumberRun {
-                    start,
-                    hay_end,
-                    digits,
-                    plus,
-                });
-            }
+            runs.extend(number_run(b, start, digits, plus, i));
         };
     for (i, &c) in b.iter().enumerate() {
         let class = BYTE_CLASS[usize::from(c)];
@@ -279,19 +285,7 @@ fn number_runs(b: &[u8]) -> Vec<NumberRun> {
             }
             i += 1;
         }
-        if digits >= 6 {
-            // The ending character may be multi-byte: take all of it.
-            let mut hay_end = (i + 1).min(b.len());
-            while hay_end < b.len() && (b[hay_end] & 0xC0) == 0x80 {
-                hay_end += 1;
-            }
-            runs.push(NumberRun {
-                start,
-                hay_end,
-                digits,
-                plus,
-            });
-        }
+        runs.extend(number_run(b, start, digits, plus, i));
     }
     runs
 }
