@@ -118,8 +118,11 @@ impl Scanner {
 
     fn scan_at_depth(&self, text: &str, depth: u8) -> ScanOutcome {
         let norm = view::normalise(text);
+        // ASCII-lower-cased byte for byte, once, for the detectors that match ASCII words
+        // in any case: its offsets are those of `norm.text`.
+        let lower = norm.text.as_bytes().to_ascii_lowercase();
         // Ordinary prose holds no gate key: it needs no words view, and no phrase rule runs.
-        let (words, words_map, open) = if self.phrase_filter.may_open(&norm.text) {
+        let (words, words_map, open) = if self.phrase_filter.may_open(&norm.text, &lower) {
             let (words, map) = view::words(&norm.text);
             let open = self.phrase_gate.open(&words);
             (words, map, open)
@@ -128,6 +131,7 @@ impl Scanner {
         };
         let mut ctx = Ctx {
             norm: &norm.text,
+            lower: &lower,
             norm_map: &norm.map,
             words: &words,
             words_map: &words_map,

@@ -16,6 +16,8 @@ use regex::Regex;
 /// The views of one text and the findings collected so far.
 pub(crate) struct Ctx<'a> {
     pub norm: &'a str,
+    /// `norm` ASCII-lower-cased byte for byte (same offsets).
+    pub lower: &'a [u8],
     pub norm_map: &'a OffsetMap,
     /// The words view, or empty when no phrase rule can match (see [`KeyFilter`]): read
     /// it only under an open [`gate`] bit.
@@ -273,8 +275,9 @@ impl KeyFilter {
         self
     }
 
-    /// Whether some key may occur in the words view of `norm`.
-    pub fn may_open(&self, norm: &str) -> bool {
+    /// Whether some key may occur in the words view of `norm`, `lower` being `norm`
+    /// ASCII-lower-cased byte for byte.
+    pub fn may_open(&self, norm: &str, lower: &[u8]) -> bool {
         let bytes = norm.as_bytes();
         if !bytes.is_ascii()
             && LOWERCASE_TO_ASCII.iter().any(|c| {
@@ -283,22 +286,18 @@ impl KeyFilter {
         {
             return true;
         }
-        // ASCII-lower-cased, byte for byte: offsets are those of `norm`.
-        let lower = bytes.to_ascii_lowercase();
+        debug_assert_eq!(lower, bytes.to_ascii_lowercase());
         let hit = |anchor: usize, start: usize| {
             self.keys[anchor]
                 .iter()
-                .any(|(key, offset)| key_around(norm, &lower, start, key, *offset))
+                .any(|(key, offset)| key_around(norm, lower, start, key, *offset))
         };
         // Each search reports, at every position holding one of its anchors, the shortest
         // of them there (restarting one byte after each hit), whose keys include those of
         // every longer anchor that starts with it.
         if self.packed.is_empty() {
             let mut at = 0;
-            while let Some(m) = self
-                .automaton
-                .find(Input::new(&lower).span(at..lower.len()))
-            {
+            while let Some(m) = self.automaton.find(Input::new(lower).span(at..lower.len())) {
                 if hit(m.pattern().as_usize(), m.start()) {
                     return true;
                 }
@@ -308,8 +307,7 @@ impl KeyFilter {
         }
         self.packed.iter().any(|(searcher, ids)| {
             let mut at = 0;
-            while let Some(m) = searcher.find_in(&lower, aho_corasick::Span::from(at..lower.len()))
-            {
+            while let Some(m) = searcher.find_in(lower, aho_corasick::Span::from(at..lower.len())) {
                 if hit(ids[m.pattern().as_usize()], m.start()) {
                     return true;
                 }
@@ -509,7 +507,8 @@ mod gate_tests {
     }
 
     fn may_open(filter: &KeyFilter, text: &str) -> bool {
-        filter.may_open(&view::normalise(text).text)
+        let norm = view::normalise(text).text;
+        filter.may_open(&norm, norm.to_ascii_lowercase().as_bytes())
     }
 
     #[test]
@@ -564,7 +563,7 @@ mod gate_tests {
         }
         // A character whose lower case is ASCII makes the filter give up and open.
         assert!(may_open(&filter, "İstanbul"));
-        assert!(filter.may_open("\u{212A}"));
+        assert!(filter.may_open("\u{212A}", "\u{212A}".as_bytes()));
     }
 
     /// Pieces of text around the keys: their words, separators that do and do not end a

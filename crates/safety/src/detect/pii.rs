@@ -17,6 +17,8 @@ pub(crate) struct PiiRules {
     nhs: Regex,
     ssn: Regex,
     ipv4: Regex,
+    /// `...`, which can make a window look like a dotted quad (see [`number_facts`]).
+    ellipsis: memchr::memmem::Finder<'static>,
 }
 
 const B: &str = r"(?-u:\b)";
@@ -44,6 +46,7 @@ impl PiiRules {
                 r"{B}([0-9]{{3}})[- ]([0-9]{{2}})[- ]([0-9]{{4}}){B}"
             )),
             ipv4: re(&format!(r"{B}(?:{octet}\.){{3}}{octet}{B}")),
+            ellipsis: memchr::memmem::Finder::new("..."),
         }
     }
 
@@ -62,12 +65,21 @@ impl PiiRules {
         }
         // The number rules only look near digits: on prose this skips most of the text,
         // and windows end at whitespace so word boundaries are judged as on the whole text.
+        let ellipsis = self.ellipsis.find(text.as_bytes()).is_some();
+        let mut runs = Vec::new();
         for (a, b) in digit_windows(text) {
-            self.detect_numbers(ctx, a, b);
+            self.detect_numbers(ctx, a, b, ellipsis, &mut runs);
         }
     }
 
-    fn detect_numbers(&self, ctx: &mut Ctx<'_>, a: usize, b: usize) {
+    fn detect_numbers(
+        &self,
+        ctx: &mut Ctx<'_>,
+        a: usize,
+        b: usize,
+        ellipsis: bool,
+        runs: &mut Vec<NumberRun>,
+    ) {
         let text = ctx.norm;
         let window = &text[a..b];
         // Cards, NHS numbers, SSNs and phone numbers are spelt only with `[0-9 ().+-]`, so
@@ -76,7 +88,7 @@ impl PiiRules {
         // run only on the runs with enough digits for a match that can pass its checks,
         // from the run's start (look-behind still sees the window) to just past its end.
         // The findings, and their order, are exactly those of the regex over the window.
-        let (runs, shapes) = number_facts(window.as_bytes());
+        let shapes = number_facts(window.as_bytes(), ellipsis, runs);
         for r in runs.iter().filter(|r| r.digits >= 13) {
             for m in matches_in(&self.card, window, r) {
                 if consistent_separators(m.as_str()) && checks::is_card(&digits(m.as_str())) {
@@ -222,47 +234,57 @@ fn number_run(b: &[u8], start: usize, digits: usize, plus: bool, end: usize) -> 
     })
 }
 
-/// The number runs and shapes of a window in one pass: the same answers as
-/// [`number_runs`] and [`NumberShapes::of`].
-fn number_facts(b: &[u8]) -> (Vec<NumberRun>, NumberShapes) {
-    let mut runs = Vec::new();
-    let mut shapes = NumberShapes::default();
-    let mut dots = 0usize;
-    // The run being read: start, digits, plus.
-    let mut run: Option<(usize, usize, bool)> = None;
-    let finish =
-        |runs: &mut Vec<NumberRun>, (start, digits, plus): (usize, usize, bool), i: usize| {
-            runs.extend(number_run(b, start, digits, plus, i));
-        };
-    for (i, &c) in b.iter().enumerate() {
-        let class = BYTE_CLASS[usize::from(c)];
-        if class & NUMBERISH != 0 {
-            let (_, digits, plus) = run.get_or_insert((i, 0, false));
-            if class & DIGIT != 0 {
-                *digits += 1;
-            } else {
-                *plus |= c == b'+';
-                if c == b'.' {
-                    dots += 1;
-                    shapes.dotted_quad |= dots >= 3;
-                } else {
-                    dots = 0;
-                }
+/// The number runs and shapes of a window, the runs into `runs` (cleared first): the
+/// same answers as [`number_runs`] and [`NumberShapes::of`], reading only the stretches of
+/// `[0-9 ().+-]` that hold a digit (found eight bytes at a time) instead of every byte.
+/// `ellipsis` may be false only if `b` holds no `...`.
+///
+/// Every digit lies in such a stretch, so every run with digits is read whole. The shapes
+/// need nothing else. `letters_then_digits` holds at `i` only if `b[i + 1]` is an
+/// upper-case letter followed by two digits or by a space and two digits, i.e. only two
+/// bytes before the start of a run with digits. A stretch of `[0-9.]` with three dots
+/// either holds a digit (so lies in a run read here, which starts after a character that
+/// resets the count) or is all dots, holding `...`.
+fn number_facts(b: &[u8], ellipsis: bool, runs: &mut Vec<NumberRun>) -> NumberShapes {
+    runs.clear();
+    let mut shapes = NumberShapes {
+        letters_then_digits: false,
+        dotted_quad: ellipsis
+            && memchr::memchr_iter(b'.', b).any(|d| b.get(d + 1..d + 3) == Some(b"..")),
+    };
+    let mut i = 0;
+    while let Some(p) = find_digit(&b[i..]) {
+        // The run holding this digit: back to its start (the byte before the last run's
+        // end is not in a run, so this never reaches into it), then forward to its end.
+        let mut start = i + p;
+        while start > 0 && BYTE_CLASS[usize::from(b[start - 1])] & NUMBERISH != 0 {
+            start -= 1;
+        }
+        if !shapes.letters_then_digits && start >= 2 {
+            shapes.letters_then_digits = letters_then_digits_at(b, start - 2);
+        }
+        let (mut digits, mut plus, mut dots) = (0, false, 0usize);
+        let mut end = start;
+        while let Some(&c) = b.get(end) {
+            let class = BYTE_CLASS[usize::from(c)];
+            if class & NUMBERISH == 0 {
+                break;
             }
-            continue;
+            if class & DIGIT != 0 {
+                digits += 1;
+            } else if c == b'.' {
+                dots += 1;
+                shapes.dotted_quad |= dots >= 3;
+            } else {
+                plus |= c == b'+';
+                dots = 0;
+            }
+            end += 1;
         }
-        dots = 0;
-        if let Some(r) = run.take() {
-            finish(&mut runs, r, i);
-        }
-        if class & UPPER != 0 && !shapes.letters_then_digits {
-            shapes.letters_then_digits = letters_then_digits_at(b, i);
-        }
+        runs.extend(number_run(b, start, digits, plus, end));
+        i = end;
     }
-    if let Some(r) = run {
-        finish(&mut runs, r, b.len());
-    }
-    (runs, shapes)
+    shapes
 }
 
 #[cfg(test)]
@@ -486,12 +508,16 @@ mod tests {
 
         #[test]
         fn number_facts_are_number_runs_and_shapes(
-            text in "[0-9 ().+.-]{0,30}|[0-9A-Z .+é-]{0,60}|[0-9AB.x ]{0,40}",
+            text in "[0-9 ().+.-]{0,30}|[0-9A-Z .+é-]{0,60}|[0-9AB.x ]{0,40}|[0-9A-Da-c .()+_-]{0,80}",
         ) {
             let b = text.as_bytes();
-            let (runs, shapes) = super::number_facts(b);
-            prop_assert_eq!(runs, super::number_runs(b));
-            prop_assert_eq!(shapes, super::NumberShapes::of(b));
+            let mut runs = vec![super::NumberRun { start: 1, hay_end: 2, digits: 7, plus: true }];
+            let exact_ellipsis = memchr::memmem::find(b, b"...").is_some();
+            for ellipsis in [true, exact_ellipsis] {
+                let shapes = super::number_facts(b, ellipsis, &mut runs);
+                prop_assert_eq!(&runs, &super::number_runs(b));
+                prop_assert_eq!(shapes, super::NumberShapes::of(b));
+            }
         }
 
         #[test]
@@ -503,7 +529,8 @@ mod tests {
                 std::sync::LazyLock::new(super::PiiRules::new);
             let b = text.as_bytes();
             if RULES.iban.is_match(&text) || RULES.nino.is_match(&text) {
-                prop_assert!(super::number_facts(b).1.letters_then_digits, "{:?}", text);
+                let shapes = super::number_facts(b, true, &mut Vec::new());
+                prop_assert!(shapes.letters_then_digits, "{:?}", text);
             }
         }
 
