@@ -291,12 +291,25 @@ impl Gateway {
         usage: Arc<dyn UsageSink>,
         knowledge: Arc<dyn KnowledgeSource>,
     ) -> Result<Self, AiError> {
+        let here = tokio::runtime::Handle::current();
+        Self::with_ledger_on(&here, cfg, cache, usage, knowledge)
+    }
+
+    /// [`Gateway::new`] with the usage writer on `ledger_runtime` (a bookkeeping thread that
+    /// owns the sink's database handle) instead of the current runtime.
+    pub fn with_ledger_on(
+        ledger_runtime: &tokio::runtime::Handle,
+        cfg: &AiConfig,
+        cache: TieredCache,
+        usage: Arc<dyn UsageSink>,
+        knowledge: Arc<dyn KnowledgeSource>,
+    ) -> Result<Self, AiError> {
         let registry = Registry::build(cfg, knowledge)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 registry,
                 cache,
-                ledger: UsageLedger::start(usage, cfg.usage_queue_capacity),
+                ledger: UsageLedger::start_on(ledger_runtime, usage, cfg.usage_queue_capacity),
                 retry: cfg.retry,
                 ttl: cfg.cache,
                 deadline: Duration::from_millis(cfg.request_deadline_ms),
@@ -313,6 +326,11 @@ impl Gateway {
             .iter()
             .map(|m| (m.id.clone(), m.breaker.state()))
             .collect()
+    }
+
+    /// Wait until the usage records of calls answered so far have been written.
+    pub async fn flush_usage(&self) {
+        self.inner.ledger.flush().await;
     }
 
     /// Usage records dropped so far (queue full or sink failures).

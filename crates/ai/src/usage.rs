@@ -6,6 +6,7 @@
 
 use crate::types::{ProviderKind, TaskKind, Tier};
 use assay_core::{OrgId, UserId};
+use assay_infra::background::BatchQueue;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 /// How a call ended.
@@ -156,64 +156,58 @@ pub fn aggregate(records: &[UsageRecord]) -> BTreeMap<UsageKey, UsageTotals> {
 
 /// The bounded queue in front of a sink.
 pub struct UsageLedger {
-    tx: mpsc::Sender<UsageRecord>,
+    queue: BatchQueue<UsageRecord>,
     dropped: Arc<AtomicU64>,
 }
 
 const BATCH: usize = 512;
-const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// After the first record of a batch, how long to let more arrive: one write per tick under
+/// load, and no wake-up of the writer per call.
+const GATHER: Duration = Duration::from_millis(50);
 
 impl UsageLedger {
-    /// Start the writer task (needs a Tokio runtime). It ends when the ledger is dropped,
-    /// after writing what is queued.
+    /// Start the writer task on the current Tokio runtime. It ends when the ledger is
+    /// dropped, after writing what is queued.
     pub fn start(sink: Arc<dyn UsageSink>, capacity: usize) -> Self {
-        let (tx, mut rx) = mpsc::channel::<UsageRecord>(capacity.max(1));
+        Self::start_on(&tokio::runtime::Handle::current(), sink, capacity)
+    }
+
+    /// Start the writer task on `runtime` (the sink's I/O must belong to that runtime).
+    pub fn start_on(
+        runtime: &tokio::runtime::Handle,
+        sink: Arc<dyn UsageSink>,
+        capacity: usize,
+    ) -> Self {
         let dropped = Arc::new(AtomicU64::new(0));
         let d2 = dropped.clone();
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(BATCH);
-            let mut backlog = false;
-            loop {
-                // Drain on a short tick rather than waking for every record: a wake-up per
-                // call would put a task switch on every request's path. A full batch means
-                // more is waiting, so the next one goes without sleeping.
-                if !backlog {
-                    tokio::time::sleep(FLUSH_EVERY).await;
-                }
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(r) => batch.push(r),
-                        Err(_) => break,
-                    }
-                }
-                backlog = batch.len() == BATCH;
-                if batch.is_empty() {
-                    if rx.is_closed() && rx.is_empty() {
-                        return;
-                    }
-                    continue;
-                }
+        let queue = BatchQueue::start(runtime, capacity, GATHER, BATCH, move |batch| {
+            let (sink, dropped) = (sink.clone(), d2.clone());
+            async move {
                 if let Err(e) = sink.write_batch(&batch).await {
                     let n = batch.len() as u64;
-                    d2.fetch_add(n, Ordering::Relaxed);
+                    dropped.fetch_add(n, Ordering::Relaxed);
                     metrics::counter!("assay_ai_usage_dropped_total", "reason" => "sink_error")
                         .increment(n);
                     tracing::error!(error = %e, records = n, "usage records lost: sink write failed");
                 }
-                batch.clear();
             }
         });
-        Self { tx, dropped }
+        Self { queue, dropped }
     }
 
     /// Enqueue without waiting; a full queue drops the record and counts it.
     pub fn record(&self, r: UsageRecord) {
-        if self.tx.try_send(r).is_err() {
+        if self.queue.push(r).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("assay_ai_usage_dropped_total", "reason" => "queue_full")
                 .increment(1);
             tracing::warn!("usage record dropped: ledger queue full");
         }
+    }
+
+    /// Wait until every record enqueued before this call has been written (or dropped).
+    pub async fn flush(&self) {
+        self.queue.flush().await;
     }
 
     /// Records dropped so far (queue full or sink failure).
@@ -284,6 +278,18 @@ mod tests {
         }
         assert_eq!(sink.wait_for(5, Duration::from_secs(5)).await.len(), 5);
         assert_eq!(ledger.dropped(), 0);
+    }
+
+    #[tokio::test]
+    async fn flush_returns_once_earlier_records_are_written() {
+        let sink = Arc::new(MemoryUsageSink::default());
+        let ledger = UsageLedger::start(sink.clone(), 64);
+        let org = OrgId::new();
+        for i in 0..7 {
+            ledger.record(sample(org, "m", i as f64));
+        }
+        ledger.flush().await;
+        assert_eq!(sink.records().len(), 7);
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@
 pub mod ai;
 mod ai_usage_sink;
 pub mod auth;
+pub mod bookkeeping;
 pub mod catalogues;
 pub mod error;
 pub mod identity;
@@ -22,6 +23,7 @@ pub mod routes;
 mod security_headers;
 pub mod state;
 
+use crate::bookkeeping::Bookkeeping;
 use crate::error::ApiError;
 use crate::state::AppState;
 use assay_config::{Config, Problem};
@@ -59,6 +61,8 @@ pub enum StartupError {
     Tls(std::io::Error),
     #[error("listener: {0}")]
     Listener(std::io::Error),
+    #[error("bookkeeping thread: {0}")]
+    Background(std::io::Error),
 }
 
 /// Whether `App::start` applies pending migrations or only checks that none are pending.
@@ -104,8 +108,10 @@ impl App {
         let local_addr = listener.local_addr().map_err(StartupError::Listener)?;
         let identity = identity::Identity::from_config(&config, redis.as_ref())
             .map_err(|e| StartupError::Identity(e.to_string()))?;
-        let ai = build_ai_gateway(&config, &db, redis.as_ref())?;
-        let state = AppState::new(db, identity, ai, redis, Arc::new(config));
+        let bookkeeping =
+            Bookkeeping::start(&db, &settings, config.server.background_priority).await?;
+        let ai = build_ai_gateway(&config, &bookkeeping, redis.as_ref())?;
+        let state = AppState::new(db, identity, ai, redis, Arc::new(config), bookkeeping);
         Ok(App {
             state,
             listener,
@@ -194,6 +200,13 @@ impl App {
         if let Some(snapshots) = snapshots {
             snapshots.stop().await;
         }
+        // What the answered calls left to write (audit events, usage), before the pools close.
+        if tokio::time::timeout(drain, state.ai_pipeline().flush_bookkeeping())
+            .await
+            .is_err()
+        {
+            tracing::error!("audit and usage records not all written within the drain timeout");
+        }
         state.db().close().await;
         tracing::info!("assay stopped");
         served.map_err(StartupError::Listener)
@@ -204,7 +217,7 @@ impl App {
 /// catalogue), a cache shared through Redis when configured, and the stored usage ledger.
 fn build_ai_gateway(
     config: &Config,
-    db: &Db,
+    bookkeeping: &Bookkeeping,
     redis: Option<&assay_infra::redis_conn::RedisConn>,
 ) -> Result<assay_ai::Gateway, StartupError> {
     let cache_cfg = assay_infra::cache::CacheConfig {
@@ -219,10 +232,17 @@ fn build_ai_gateway(
         ),
         None => assay_infra::cache::TieredCache::in_memory(cache_cfg),
     };
-    let usage = Arc::new(ai_usage_sink::StoreUsageSink::new(db.clone()));
+    // The usage ledger is written on the bookkeeping thread, with its database handle.
+    let usage = Arc::new(ai_usage_sink::StoreUsageSink::new(bookkeeping.db.clone()));
     let knowledge = Arc::new(assay_ai::knowledge::CatalogueKnowledge::builtin());
-    assay_ai::Gateway::new(&config.ai, cache, usage, knowledge)
-        .map_err(|e| StartupError::Ai(e.to_string()))
+    assay_ai::Gateway::with_ledger_on(
+        bookkeeping.runtime.handle(),
+        &config.ai,
+        cache,
+        usage,
+        knowledge,
+    )
+    .map_err(|e| StartupError::Ai(e.to_string()))
 }
 
 /// The full router with its middleware stack.

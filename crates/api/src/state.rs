@@ -2,6 +2,7 @@
 //! and the process lifecycle (whether it is draining for shutdown).
 
 use crate::ai::AiPipeline;
+use crate::bookkeeping::Bookkeeping;
 use crate::identity::Identity;
 use assay_ai::Gateway;
 use assay_config::Config;
@@ -26,6 +27,8 @@ struct Inner {
     redis: Option<RedisConn>,
     config: Arc<Config>,
     draining: AtomicBool,
+    /// Keeps the bookkeeping thread running as long as the state lives.
+    _bookkeeping: Bookkeeping,
 }
 
 impl AppState {
@@ -35,9 +38,16 @@ impl AppState {
         ai: Gateway,
         redis: Option<RedisConn>,
         config: Arc<Config>,
+        bookkeeping: Bookkeeping,
     ) -> Self {
-        // The pipeline starts its audit writer task: this runs inside the runtime.
-        let ai_pipeline = AiPipeline::new(ai.clone(), db.clone(), &config, redis.as_ref());
+        // The pipeline starts its audit writer task on the bookkeeping thread.
+        let ai_pipeline = AiPipeline::new(
+            ai.clone(),
+            db.clone(),
+            &config,
+            redis.as_ref(),
+            &bookkeeping,
+        );
         let catalogues = crate::catalogues::Catalogues::new(db.clone());
         let posture = crate::posture_cache::PostureCache::new(db.clone());
         Self {
@@ -54,6 +64,7 @@ impl AppState {
                 redis,
                 config,
                 draining: AtomicBool::new(false),
+                _bookkeeping: bookkeeping,
             }),
         }
     }

@@ -112,3 +112,75 @@ async fn a_configured_provider_answers_and_its_cost_is_stored() {
     let ready: serde_json::Value = app.get("/health/ready").await.json().await.unwrap();
     assert_eq!(ready["checks"]["ai"]["status"], "up");
 }
+
+fn generous_help_limit(c: &mut assay_config::Config) {
+    c.ai_limits.help_per_minute = 1000;
+    c.ai_limits.burst = 1000;
+}
+
+/// AI audit events and usage rows are written by the bookkeeping thread (its own runtime
+/// and database handle, SCHED_IDLE): whatever the answered calls left queued is written
+/// when the server stops, before its pools close — read back here over a new connection.
+async fn bookkeeping_is_flushed_at_shutdown(mut app: TestApp) {
+    let s = app
+        .signup("bookkeeping@example.com", "Bookkeeping Org")
+        .await;
+    let path = format!("/api/v1/orgs/{}/ai/help", s.org_id);
+    let calls = 6;
+    for _ in 0..calls {
+        let (status, body) = support::call(
+            &app,
+            reqwest::Method::POST,
+            &path,
+            &s.access,
+            Some(serde_json::json!({ "subject": "control", "ref": "IAM-04" })),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    app.begin_shutdown();
+    app.stopped().await.expect("clean stop");
+
+    let url = assay_store::DatabaseUrl::parse(&app.database_url).unwrap();
+    let db = assay_store::Db::connect(&assay_store::DbSettings::new(url))
+        .await
+        .unwrap();
+    let ctx = OrgCtx::for_verified_member(
+        s.org_id.parse().unwrap(),
+        s.user_id.parse::<UserId>().unwrap(),
+        Role::Member,
+    );
+    let filter = assay_store::repo::audit::AuditFilter {
+        action: Some("ai.call".into()),
+        ..Default::default()
+    };
+    let events = assay_store::repo::audit::list(db.primary(), &ctx, &filter, 100)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), calls, "{events:?}");
+    let totals = ai_usage::totals(db.primary(), &ctx, "2000-01-01", "2999-12-31")
+        .await
+        .unwrap();
+    assert_eq!(totals.iter().map(|t| t.requests).sum::<i64>(), calls as i64);
+    let report = assay_store::repo::audit::verify_chain(db.primary(), Some(ctx.org_id()))
+        .await
+        .unwrap();
+    assert!(report.first_broken.is_none(), "{report:?}");
+    db.close().await;
+}
+
+#[tokio::test]
+async fn bookkeeping_is_flushed_at_shutdown_on_postgres() {
+    let app = TestApp::builder().config(generous_help_limit).spawn().await;
+    bookkeeping_is_flushed_at_shutdown(app).await;
+}
+
+#[tokio::test]
+async fn bookkeeping_is_flushed_at_shutdown_on_sqlite() {
+    let app = TestApp::builder()
+        .sqlite()
+        .config(generous_help_limit)
+        .spawn()
+        .await;
+    bookkeeping_is_flushed_at_shutdown(app).await;
+}

@@ -97,6 +97,9 @@ pub struct ServerConfig {
     /// Where Prometheus metrics are served (`GET /metrics`), on a listener of their own so
     /// they are never exposed on the public port. Unset: metrics are not served.
     pub metrics_addr: Option<String>,
+    /// How the bookkeeping thread (audit batches, AI usage ledger) is scheduled: `idle`
+    /// (default; SCHED_IDLE on Linux, so request handling always comes first) or `normal`.
+    pub background_priority: assay_infra::background::BackgroundPriority,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +112,7 @@ impl Default for ServerConfig {
             shutdown_delay_secs: 0,
             behind_proxy: false,
             metrics_addr: None,
+            background_priority: Default::default(),
         }
     }
 }

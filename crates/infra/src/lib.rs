@@ -3,6 +3,7 @@
 //! Each facility is one type with two backends (Memory | Redis); none of them fails a
 //! request because Redis is down — they fall back to in-process and recover.
 
+pub mod background;
 pub mod cache;
 pub mod rate_limit;
 pub mod redis_conn;

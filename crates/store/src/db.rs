@@ -59,6 +59,33 @@ impl Db {
         })
     }
 
+    /// A small handle of its own on the same primary, for writers that run on another
+    /// runtime (the bookkeeping thread, `assay_infra::background`): call this on that
+    /// runtime, so its connections — and on SQLite the engine threads — belong to it and
+    /// never make request tasks wait for it. No replicas; one connection on SQLite (there is
+    /// one writer at a time anyway), two on PostgreSQL. An in-memory SQLite database lives
+    /// in its one connection, so for it this is the same handle.
+    pub async fn connect_for_background(&self, settings: &DbSettings) -> Result<Self, StoreError> {
+        if matches!(settings.url, DatabaseUrl::SqliteMemory) {
+            return Ok(self.clone());
+        }
+        let own = DbSettings {
+            max_connections: match self.backend {
+                Backend::Sqlite => 1,
+                Backend::Postgres => 2,
+            },
+            min_connections: 0,
+            read_urls: Vec::new(),
+            ..settings.clone()
+        };
+        Ok(Self {
+            primary: open(&own.url, &own, false).await?,
+            replicas: Arc::new(Vec::new()),
+            next_replica: Arc::new(AtomicUsize::new(0)),
+            backend: self.backend,
+        })
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -1,14 +1,15 @@
 //! Audit events of AI calls, written off the request path: calls enqueue without waiting
-//! and one task appends them in batches gathered over a few milliseconds, each batch in
-//! one transaction with a handful of statements per organisation (the audit chain
-//! serialises appends per organisation, so one transaction per event would put a chain
-//! lock on every AI call). A failed batch is logged and counted
+//! and the bookkeeping thread appends them in batches gathered over a few milliseconds,
+//! each batch in one transaction with a handful of statements per organisation (the audit
+//! chain serialises appends per organisation, so one transaction per event would put a
+//! chain lock on every AI call). A failed batch is logged and counted
 //! (`assay_ai_audit_dropped_total`); the calls it described have already been answered.
+//! At shutdown the server flushes the queue ([`AuditQueue::flush`]) before it exits.
 
+use assay_infra::background::{Background, BatchQueue};
 use assay_store::Db;
 use assay_store::repo::audit::{self, NewAuditEvent};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 const BATCH: usize = 512;
 /// After the first event of a batch, how long to let more arrive: under load one
@@ -18,27 +19,16 @@ const GATHER: Duration = Duration::from_millis(50);
 
 #[derive(Clone)]
 pub struct AuditQueue {
-    tx: mpsc::Sender<NewAuditEvent>,
+    queue: BatchQueue<NewAuditEvent>,
 }
 
 impl AuditQueue {
-    /// Start the writer (needs a Tokio runtime); it ends when every queue clone is dropped,
-    /// after writing what is queued.
-    pub fn start(db: Db, capacity: usize) -> Self {
-        let (tx, mut rx) = mpsc::channel::<NewAuditEvent>(capacity.max(1));
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(BATCH);
-            while rx.recv_many(&mut batch, BATCH).await > 0 {
-                if batch.len() < BATCH {
-                    tokio::time::sleep(GATHER).await;
-                    while batch.len() < BATCH {
-                        match rx.try_recv() {
-                            Ok(ev) => batch.push(ev),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                let events = std::mem::take(&mut batch);
+    /// Start the writer on `runtime` (the bookkeeping thread, which `db` must belong to);
+    /// it ends when every queue clone is dropped, after writing what is queued.
+    pub fn start(runtime: &Background, db: Db, capacity: usize) -> Self {
+        let queue = BatchQueue::start(runtime.handle(), capacity, GATHER, BATCH, move |events| {
+            let db = db.clone();
+            async move {
                 let n = events.len() as u64;
                 let written = db
                     .write(move |txn| {
@@ -57,15 +47,20 @@ impl AuditQueue {
                 }
             }
         });
-        Self { tx }
+        Self { queue }
     }
 
     /// Enqueue without waiting; a full queue drops the event and counts it.
     pub fn record(&self, ev: NewAuditEvent) {
-        if self.tx.try_send(ev).is_err() {
+        if self.queue.push(ev).is_err() {
             metrics::counter!("assay_ai_audit_dropped_total", "reason" => "queue_full")
                 .increment(1);
             tracing::warn!("AI audit event dropped: queue full");
         }
+    }
+
+    /// Wait until every event enqueued before this call has been written (or counted lost).
+    pub async fn flush(&self) {
+        self.queue.flush().await;
     }
 }

@@ -277,7 +277,13 @@ fn answer_meta(m: &assay_ai::ResponseMeta) -> AnswerMeta {
 }
 
 impl AiPipeline {
-    pub fn new(gateway: Gateway, db: Db, config: &Config, redis: Option<&RedisConn>) -> Self {
+    pub fn new(
+        gateway: Gateway,
+        db: Db,
+        config: &Config,
+        redis: Option<&RedisConn>,
+        bookkeeping: &crate::bookkeeping::Bookkeeping,
+    ) -> Self {
         let limits = AiLimits::new(
             config.ai_limits.clone(),
             redis.map(|r| (r, config.redis.key_prefix.as_str())),
@@ -292,7 +298,7 @@ impl AiPipeline {
         Self {
             inner: Arc::new(Inner {
                 gateway,
-                audit: AuditQueue::start(db.clone(), 10_000),
+                audit: AuditQueue::start(&bookkeeping.runtime, bookkeeping.db.clone(), 10_000),
                 db,
                 limits,
                 budgets: Budgets::new(reuse),
@@ -307,6 +313,13 @@ impl AiPipeline {
                 max_price,
             }),
         }
+    }
+
+    /// Wait until the audit events and usage records of calls answered so far are written
+    /// (at shutdown, and for tests that read them back).
+    pub async fn flush_bookkeeping(&self) {
+        self.inner.audit.flush().await;
+        self.inner.gateway.flush_usage().await;
     }
 
     pub fn limits(&self) -> &AiLimits {

@@ -1,0 +1,358 @@
+//! Where bookkeeping runs: writing audit batches and the AI usage ledger is real work (hash
+//! chains, multi-row inserts, and on SQLite the engine itself), but nobody waits for it.
+//! On a small machine it shares cores with request handling, and every few milliseconds a
+//! batch that runs on a request worker (or beside it at the same priority) is a few
+//! milliseconds that requests queue behind: that, not the mean cost, is what the p99 of a
+//! busy node sees.
+//!
+//! [`Background`] is one OS thread of its own running a current-thread Tokio runtime. With
+//! [`BackgroundPriority::Idle`] (the default) the thread is scheduled `SCHED_IDLE` on Linux:
+//! any request thread that becomes runnable preempts it at once, and it uses the CPU time
+//! requests leave. Threads it starts inherit the policy — so a SQLite pool opened from it
+//! runs its engine threads at the same priority (open such pools with [`Background::run`]).
+//! It is not starved: `SCHED_IDLE` tasks still get a small share of a saturated CPU, and on
+//! an idle one they run at full speed.
+//!
+//! Tasks spawned on it must only use I/O resources created on it (a pool opened elsewhere
+//! would need the other runtime's driver to wake it, and the reverse would make requests
+//! wait for this thread).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// How the bookkeeping thread is scheduled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackgroundPriority {
+    /// `SCHED_IDLE` on Linux: runs when request threads do not need the CPU (elsewhere the
+    /// same as `normal`).
+    #[default]
+    Idle,
+    /// The same scheduling as request threads (a dedicated thread, nothing more).
+    Normal,
+}
+
+/// A runtime for work off the request path. Cheap to clone; the thread stops (dropping
+/// the tasks still on it) when the last clone is dropped.
+#[derive(Clone)]
+pub struct Background {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    handle: Handle,
+    /// Whether the thread runs at the requested priority (false where the OS refused).
+    lowered: bool,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl std::fmt::Debug for Background {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Background")
+            .field("lowered", &self.inner.lowered)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Background {
+    /// Start the thread (named `name`) and its runtime.
+    pub fn start(name: &str, priority: BackgroundPriority) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<bool>();
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let lowered = match priority {
+                    BackgroundPriority::Idle => lower_this_thread(),
+                    BackgroundPriority::Normal => true,
+                };
+                let _ = ready_tx.send(lowered);
+                // Serves spawned tasks until stopped; dropping the runtime then cancels them.
+                runtime.block_on(async {
+                    let _ = stop_rx.await;
+                });
+            })?;
+        let lowered = ready_rx.recv().unwrap_or(false);
+        if !lowered {
+            tracing::warn!(
+                thread = name,
+                "background thread runs at normal priority: the OS refused SCHED_IDLE"
+            );
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                handle,
+                lowered,
+                stop: Mutex::new(Some(stop_tx)),
+            }),
+        })
+    }
+
+    /// The runtime's handle, for code that takes one.
+    pub fn handle(&self) -> &Handle {
+        &self.inner.handle
+    }
+
+    /// Whether the thread got the priority it was started with.
+    pub fn lowered(&self) -> bool {
+        self.inner.lowered
+    }
+
+    /// Run `task` on the bookkeeping thread.
+    pub fn spawn<F>(&self, task: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.inner.handle.spawn(task)
+    }
+
+    /// Run `task` there and wait for its result: for opening what its tasks will use (a
+    /// database pool, whose connections and engine threads then belong to this thread).
+    pub async fn run<F>(&self, task: F) -> std::io::Result<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.spawn(task).await.map_err(std::io::Error::other)
+    }
+}
+
+/// A bounded queue whose items a task on some runtime writes in batches: callers push
+/// without waiting; the writer wakes for the first item, lets more arrive for `gather`
+/// (one write per tick under load instead of one per item), and writes up to `max_batch`
+/// at a time. [`BatchQueue::flush`] waits until everything pushed before it is written.
+pub struct BatchQueue<T> {
+    tx: mpsc::Sender<Item<T>>,
+}
+
+impl<T> Clone for BatchQueue<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+enum Item<T> {
+    Record(T),
+    /// Answered once every record queued before it has been through `write`.
+    Flush(oneshot::Sender<()>),
+}
+
+impl<T: Send + 'static> BatchQueue<T> {
+    /// Start the writer on `runtime`. It ends when every clone of the queue is dropped,
+    /// after writing what is queued. `write` handles (logs, counts) its own failures.
+    pub fn start<W, Fut>(
+        runtime: &Handle,
+        capacity: usize,
+        gather: Duration,
+        max_batch: usize,
+        mut write: W,
+    ) -> Self
+    where
+        W: FnMut(Vec<T>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::channel::<Item<T>>(capacity.max(1));
+        let max_batch = max_batch.max(1);
+        runtime.spawn(async move {
+            let mut items = Vec::with_capacity(max_batch);
+            loop {
+                let Some(first) = rx.recv().await else { return };
+                items.push(first);
+                let flushing =
+                    |items: &[Item<T>]| items.iter().any(|i| matches!(i, Item::Flush(_)));
+                if !flushing(&items) {
+                    tokio::time::sleep(gather).await;
+                }
+                // Take what arrived meanwhile, up to a batch (a flush marker does not count).
+                while items.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(i) => items.push(i),
+                        Err(_) => break,
+                    }
+                }
+                let mut records = Vec::with_capacity(items.len());
+                let mut acks = Vec::new();
+                for i in items.drain(..) {
+                    match i {
+                        Item::Record(r) => records.push(r),
+                        Item::Flush(ack) => acks.push(ack),
+                    }
+                }
+                if !records.is_empty() {
+                    write(records).await;
+                }
+                for ack in acks {
+                    let _ = ack.send(());
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Queue `item` without waiting; a full queue (or a stopped writer) hands it back.
+    pub fn push(&self, item: T) -> Result<(), T> {
+        self.tx
+            .try_send(Item::Record(item))
+            .map_err(|e| match e.into_inner() {
+                Item::Record(r) => r,
+                Item::Flush(_) => unreachable!("only records are pushed here"),
+            })
+    }
+
+    /// Wait until every item pushed before this call has been written (a stopped writer
+    /// returns at once).
+    pub async fn flush(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Item::Flush(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn lower_this_thread() -> bool {
+    use thread_priority::unix::{
+        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+        thread_native_id,
+    };
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    )
+    .is_ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_this_thread() -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scheduling policy of the calling thread, read back from the kernel.
+    #[cfg(target_os = "linux")]
+    fn policy_here() -> String {
+        std::fs::read_to_string("/proc/thread-self/sched")
+            .expect("sched file")
+            .lines()
+            .find(|l| l.starts_with("policy"))
+            .expect("policy line")
+            .split(':')
+            .nth(1)
+            .expect("value")
+            .trim()
+            .to_owned()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn idle_thread_and_threads_it_starts_are_sched_idle() {
+        let bg = Background::start("bg-test", BackgroundPriority::Idle).expect("thread");
+        assert!(bg.lowered());
+        // SCHED_IDLE is policy 5.
+        assert_eq!(bg.run(async { policy_here() }).await.unwrap(), "5");
+        // A thread started from a task there (as a SQLite pool starts its engine threads).
+        let child = bg
+            .run(async { std::thread::spawn(policy_here).join().unwrap() })
+            .await
+            .unwrap();
+        assert_eq!(child, "5");
+        // Request threads keep the normal policy.
+        assert_eq!(policy_here(), "0");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn normal_priority_keeps_the_normal_policy() {
+        let bg = Background::start("bg-test", BackgroundPriority::Normal).expect("thread");
+        assert_eq!(bg.run(async { policy_here() }).await.unwrap(), "0");
+    }
+
+    #[tokio::test]
+    async fn batches_are_gathered_and_flush_waits_for_earlier_items() {
+        use std::sync::Mutex as StdMutex;
+        let bg = Background::start("bg-test", BackgroundPriority::Idle).expect("thread");
+        let written: Arc<StdMutex<Vec<Vec<u32>>>> = Arc::default();
+        let w = written.clone();
+        let q = BatchQueue::start(bg.handle(), 100, Duration::from_millis(20), 8, move |b| {
+            w.lock().unwrap().push(b);
+            async {}
+        });
+        for i in 0..20 {
+            q.push(i).unwrap();
+        }
+        q.flush().await;
+        let batches = written.lock().unwrap().clone();
+        let all: Vec<u32> = batches.iter().flatten().copied().collect();
+        assert_eq!(all, (0..20).collect::<Vec<_>>(), "every item, in order");
+        assert!(batches.iter().all(|b| b.len() <= 8), "{batches:?}");
+        assert!(batches.len() < 20, "items were gathered: {batches:?}");
+        // A flush with nothing queued returns too.
+        q.flush().await;
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_hands_the_item_back() {
+        let bg = Background::start("bg-test", BackgroundPriority::Idle).expect("thread");
+        let (release, wait) = tokio::sync::watch::channel(false);
+        let q = BatchQueue::start(bg.handle(), 2, Duration::ZERO, 1, move |_b: Vec<u32>| {
+            let mut wait = wait.clone();
+            async move {
+                let _ = wait.wait_for(|go| *go).await;
+            }
+        });
+        // The writer takes one item and blocks in `write`; two more fill the queue.
+        q.push(1).unwrap();
+        let mut refused = None;
+        for i in 2..10 {
+            if let Err(back) = q.push(i) {
+                refused = Some(back);
+                break;
+            }
+        }
+        assert!(refused.is_some(), "a bounded queue refuses when full");
+        release.send(true).unwrap();
+        q.flush().await;
+    }
+
+    #[tokio::test]
+    async fn dropping_the_last_clone_stops_the_thread() {
+        let bg = Background::start("bg-test", BackgroundPriority::Idle).expect("thread");
+        let (tx, rx) = oneshot::channel::<()>();
+        // A task that would never finish: it is dropped with the runtime, dropping `tx`.
+        bg.spawn(async move {
+            let _tx = tx;
+            std::future::pending::<()>().await
+        });
+        drop(bg.clone());
+        // Still running after a clone went away.
+        assert_eq!(bg.run(async { 7 }).await.unwrap(), 7);
+        drop(bg);
+        assert!(
+            rx.await.is_err(),
+            "the pending task was dropped with the runtime"
+        );
+    }
+}
