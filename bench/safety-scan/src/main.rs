@@ -133,7 +133,8 @@ fn main() {
         .position(|a| a == "--docs")
         .and_then(|i| args.get(i + 1))
         .map_or(2000, |n| n.parse().expect("--docs takes a number"));
-    // `--loop N`: only scan the 4 KiB text N times (for a profiler: perf, callgrind).
+    // `--loop N`: only scan the 4 KiB text N times (for a profiler: perf, callgrind), and
+    // print the median scan time (a quick A/B number).
     if let Some(n) = args
         .iter()
         .position(|a| a == "--loop")
@@ -141,8 +142,16 @@ fn main() {
     {
         let n: usize = n.parse().expect("--loop takes a number");
         let (scanner, text) = (Scanner::new(), corpus(4 * 1024));
-        let found: usize = (0..n).map(|_| black_box(scanner.scan(&text)).len()).sum();
-        println!("{n} scans, {found} findings");
+        let mut times = Vec::with_capacity(n);
+        let mut found = 0;
+        for _ in 0..n {
+            let t = Instant::now();
+            found += black_box(scanner.scan(&text)).len();
+            times.push(t.elapsed());
+        }
+        times.sort_unstable();
+        let median = times.get(n / 2).copied().unwrap_or_default();
+        println!("{n} scans, {found} findings, median {:.2} us", ms(median) * 1000.0);
         return;
     }
     latency();

@@ -81,7 +81,7 @@ impl EncodedRules {
             };
             let content = if run.len() >= text_min {
                 if is_hex {
-                    decode_hex(run)
+                    decode_hex_text(run)
                 } else {
                     decode_base64(run)
                 }
@@ -171,6 +171,29 @@ fn runs(b: &[u8], min: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
     })
 }
 
+/// `decode_hex`, giving up at the first byte that no readable text holds: a C0 control
+/// other than tab and line breaks, or DEL (in UTF-8 they stand for themselves, controls
+/// `is_readable` rejects), or a byte that never occurs in UTF-8 (`C0`, `C1`, `F5`-`FF`).
+/// Hashes are hex too, and almost all of them hold such a byte in the first few pairs.
+fn decode_hex_text(run: &str) -> Option<Vec<u8>> {
+    if run.len() % 2 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(run.len() / 2);
+    for p in run.as_bytes().chunks(2) {
+        let hi = (p[0] as char).to_digit(16)?;
+        let lo = (p[1] as char).to_digit(16)?;
+        let b = (hi * 16 + lo) as u8;
+        let control = b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r') || b == 0x7F;
+        if control || matches!(b, 0xC0 | 0xC1 | 0xF5..=0xFF) {
+            return None;
+        }
+        out.push(b);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
 fn decode_hex(run: &str) -> Option<Vec<u8>> {
     if run.len() % 2 == 1 {
         return None;
@@ -251,6 +274,34 @@ mod tests {
         ) {
             let b = text.as_bytes();
             prop_assert_eq!(super::runs(b, min).collect::<Vec<_>>(), runs_by_bytes(b, min));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Giving up early on bytes no text holds decodes to the same text, or none.
+        #[test]
+        fn hex_text_is_what_full_decoding_finds(
+            bytes in proptest::collection::vec(
+                prop_oneof![3 => 0x20u8..0x7F, 1 => any::<u8>(), 1 => Just(b'\n')], 0..40),
+            upper in any::<bool>(),
+            odd in any::<bool>(),
+        ) {
+            let mut hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            if upper {
+                hex = hex.to_uppercase();
+            }
+            if odd {
+                hex.push('a');
+            }
+            let text = |d: Option<Vec<u8>>| {
+                d.and_then(|b| String::from_utf8(b).ok()).filter(|s| super::is_readable(s))
+            };
+            prop_assert_eq!(
+                text(super::decode_hex_text(&hex)),
+                text(super::decode_hex(&hex))
+            );
         }
     }
 

@@ -88,16 +88,18 @@ impl PiiRules {
         // run only on the runs with enough digits for a match that can pass its checks,
         // from the run's start (look-behind still sees the window) to just past its end.
         // The findings, and their order, are exactly those of the regex over the window.
+        // The search of a run stops once what is left of it has too few digits for a
+        // match that can pass the checks (see `matches_in`).
         let shapes = number_facts(window.as_bytes(), ellipsis, runs);
         for r in runs.iter().filter(|r| r.digits >= 13) {
-            for m in matches_in(&self.card, window, r) {
+            for m in matches_in(&self.card, window, r, 13) {
                 if consistent_separators(m.as_str()) && checks::is_card(&digits(m.as_str())) {
                     ctx.value(Rule::PiiCard, a + m.start(), a + m.end());
                 }
             }
         }
         for r in runs.iter().filter(|r| r.digits >= 10) {
-            for m in matches_in(&self.nhs, window, r) {
+            for m in matches_in(&self.nhs, window, r, 10) {
                 if consistent_separators(m.as_str()) && checks::is_nhs_number(&digits(m.as_str())) {
                     ctx.value(Rule::PiiNhsNumber, a + m.start(), a + m.end());
                 }
@@ -106,7 +108,10 @@ impl PiiRules {
         for r in runs.iter().filter(|r| r.digits >= 9) {
             let hay = &window[..r.hay_end];
             let mut at = r.start;
-            while let Some(c) = self.ssn.captures_at(hay, at) {
+            while let Some(c) = digits_from(hay, at, 9)
+                .then(|| self.ssn.captures_at(hay, at))
+                .flatten()
+            {
                 let m = c.get(0).expect("whole match");
                 let n = |i: usize| c[i].parse::<u32>().unwrap_or(0);
                 if consistent_separators(m.as_str()) && checks::is_us_ssn(n(1), n(2), n(3)) {
@@ -126,7 +131,7 @@ impl PiiRules {
             .iter()
             .filter(|r| r.digits >= 10 || r.plus && r.digits >= 8)
         {
-            for m in matches_in(&self.phone, window, r) {
+            for m in matches_in(&self.phone, window, r, 8) {
                 if is_phone(text, a + m.start(), m.as_str()) {
                     ctx.value(Rule::PiiPhone, a + m.start(), a + m.end());
                 }
@@ -148,16 +153,59 @@ impl PiiRules {
 
     fn detect_ipv4(&self, ctx: &mut Ctx<'_>, a: usize, window: &str) {
         let text = ctx.norm;
-        for m in self.ipv4.find_iter(window) {
-            // `1.2.3.4.5` is a version number, not an address.
-            let before = &text.as_bytes()[..a + m.start()];
-            let after = &text.as_bytes()[a + m.end()..];
-            let dotted_before = before.len() >= 2
-                && before[before.len() - 1] == b'.'
-                && before[before.len() - 2].is_ascii_digit();
-            let dotted_after = after.len() >= 2 && after[0] == b'.' && after[1].is_ascii_digit();
-            if !dotted_before && !dotted_after {
+        // An address has at least four digits: once the rest of the window has fewer, no
+        // further match exists.
+        let mut at = 0;
+        while let Some(m) = digits_from(window, at, 4)
+            .then(|| self.ipv4.find_at(window, at))
+            .flatten()
+        {
+            at = m.end();
+            if !is_version(text, a + m.start(), a + m.end()) {
                 ctx.value(Rule::PiiIpv4, a + m.start(), a + m.end());
+            }
+        }
+    }
+
+    /// The number rules the plain way, for tests: each regex over the whole window and
+    /// every match checked, in the order `detect_numbers` reports them.
+    #[cfg(test)]
+    fn detect_numbers_reference(&self, ctx: &mut Ctx<'_>, a: usize, b: usize) {
+        let text = ctx.norm;
+        let window = &text[a..b];
+        let checked = |re: &Regex, check: &dyn Fn(&str, usize) -> bool| -> Vec<(usize, usize)> {
+            re.find_iter(window)
+                .filter(|m| check(m.as_str(), a + m.start()))
+                .map(|m| (a + m.start(), a + m.end()))
+                .collect()
+        };
+        let card = checked(&self.card, &|m, _| {
+            consistent_separators(m) && checks::is_card(&digits(m))
+        });
+        let nhs = checked(&self.nhs, &|m, _| {
+            consistent_separators(m) && checks::is_nhs_number(&digits(m))
+        });
+        for (rule, found) in [(Rule::PiiCard, card), (Rule::PiiNhsNumber, nhs)] {
+            for (start, end) in found {
+                ctx.value(rule, start, end);
+            }
+        }
+        for c in self.ssn.captures_iter(window) {
+            let m = c.get(0).expect("whole match");
+            let n = |i: usize| c[i].parse::<u32>().unwrap_or(0);
+            if consistent_separators(m.as_str()) && checks::is_us_ssn(n(1), n(2), n(3)) {
+                ctx.value(Rule::PiiUsSsn, a + m.start(), a + m.end());
+            }
+        }
+        self.detect_iban(ctx, a, window);
+        self.detect_nino(ctx, a, window);
+        let phone = checked(&self.phone, &|m, start| is_phone(text, start, m));
+        let ipv4 = checked(&self.ipv4, &|m, start| {
+            !is_version(text, start, start + m.len())
+        });
+        for (rule, found) in [(Rule::PiiPhone, phone), (Rule::PiiIpv4, ipv4)] {
+            for (start, end) in found {
+                ctx.value(rule, start, end);
             }
         }
     }
@@ -312,19 +360,48 @@ fn number_runs(b: &[u8]) -> Vec<NumberRun> {
     runs
 }
 
-/// The matches of `re` that start inside run `r` of `window`, in order.
+/// The matches of `re` that start inside run `r` of `window`, in order, as long as the
+/// rest of the run holds at least `min_digits` digits. Every later match lies in that
+/// rest, so with `min_digits` the fewest digits a match needs to be reported, stopping
+/// early leaves out only matches that would be rejected, and saves a regex call (most of
+/// the cost on short runs) per run.
 fn matches_in<'h>(
     re: &'h Regex,
     window: &'h str,
     r: &NumberRun,
+    min_digits: usize,
 ) -> impl Iterator<Item = regex::Match<'h>> + 'h {
     let hay = &window[..r.hay_end];
     let mut at = r.start;
     std::iter::from_fn(move || {
+        if !digits_from(hay, at, min_digits) {
+            return None;
+        }
         let m = re.find_at(hay, at)?;
         at = m.end();
         Some(m)
     })
+}
+
+/// Whether the dotted quad `text[start..end]` is part of a longer dotted number, as in the
+/// version `1.2.3.4.5`, rather than an address.
+fn is_version(text: &str, start: usize, end: usize) -> bool {
+    let (before, after) = (&text.as_bytes()[..start], &text.as_bytes()[end..]);
+    let dotted_before = before.len() >= 2
+        && before[before.len() - 1] == b'.'
+        && before[before.len() - 2].is_ascii_digit();
+    let dotted_after = after.len() >= 2 && after[0] == b'.' && after[1].is_ascii_digit();
+    dotted_before || dotted_after
+}
+
+/// Whether `hay[at..]` holds at least `n` ASCII digits.
+fn digits_from(hay: &str, at: usize, n: usize) -> bool {
+    n == 0
+        || hay.as_bytes()[at..]
+            .iter()
+            .filter(|b| b.is_ascii_digit())
+            .nth(n - 1)
+            .is_some()
 }
 
 /// Whether an IBAN or a National Insurance number can start at `b[i]`: both regexes
@@ -448,9 +525,16 @@ fn digit_windows(text: &str) -> Vec<(usize, usize)> {
     while let Some(p) = find_digit(&b[i..]) {
         let first = i + p;
         let mut last = first;
-        // The window goes on while the next digit is at most 40 bytes further.
-        while let Some(q) = find_digit(&b[last + 1..(last + 41).min(b.len())]) {
-            last += 1 + q;
+        // The window goes on while the next digit is at most 40 bytes further (stepping
+        // straight over a digit that follows the last).
+        loop {
+            if b.get(last + 1).is_some_and(u8::is_ascii_digit) {
+                last += 1;
+            } else if let Some(q) = find_digit(&b[last + 1..(last + 41).min(b.len())]) {
+                last += 1 + q;
+            } else {
+                break;
+            }
         }
         let floor = out.last().map_or(0, |w| w.1);
         let mut s = first.saturating_sub(8).max(floor);
@@ -531,6 +615,42 @@ mod tests {
             if RULES.iban.is_match(&text) || RULES.nino.is_match(&text) {
                 let shapes = super::number_facts(b, true, &mut Vec::new());
                 prop_assert!(shapes.letters_then_digits, "{:?}", text);
+            }
+        }
+
+        /// The number rules find what each regex finds over the whole window, checked:
+        /// searching only the runs with enough digits, and skipping the rules whose
+        /// shapes are absent, loses nothing.
+        #[test]
+        fn number_rules_find_what_the_plain_regexes_find(
+            text in "([0-9]{1,5}|[ ().+-]|[A-Z]{1,2}|[a-z]{1,3}|\\.\\.\\.|\\n|é){0,40}",
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                "+44 20 7946 0958", "943 476 5919", "536-22-1234", "4111 1111 1111 1111",
+                "GB82 WEST 1234 5698 7654 32", "AB 12 34 56 C", "192.168.10.1", "1.2.3.4.5",
+                "(415) 555-2671", "07700 900123", "+14155552671", "DE89370400440532013000",
+            ]), 0..4),
+        ) {
+            static RULES: std::sync::LazyLock<super::PiiRules> =
+                std::sync::LazyLock::new(super::PiiRules::new);
+            let text = pieces.iter().fold(text, |t, p| format!("{t} {p}{t}"));
+            let norm = crate::view::normalise(&text);
+            let lower = norm.text.to_ascii_lowercase();
+            let empty = crate::view::OffsetMap::default();
+            let ctx = || crate::detect::Ctx {
+                norm: &norm.text,
+                lower: lower.as_bytes(),
+                norm_map: &norm.map,
+                words: "",
+                words_map: &empty,
+                out: Vec::new(),
+            };
+            let windows = super::digit_windows(&norm.text);
+            for (a, b) in windows.into_iter().chain([(0, norm.text.len())]) {
+                let (mut fast, mut plain) = (ctx(), ctx());
+                let ellipsis = memchr::memmem::find(norm.text.as_bytes(), b"...").is_some();
+                RULES.detect_numbers(&mut fast, a, b, ellipsis, &mut Vec::new());
+                RULES.detect_numbers_reference(&mut plain, a, b);
+                prop_assert_eq!(fast.out, plain.out, "{:?} in {:?}", &norm.text[a..b], text);
             }
         }
 

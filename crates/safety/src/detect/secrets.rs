@@ -16,6 +16,10 @@ pub(crate) struct SecretRules {
     /// order, then the JWT and the private-key rules. A rule none of whose literals
     /// occur in a text cannot match it and is not run.
     literals: AhoCorasick,
+    /// The same literals for Teddy, where the CPU has it: `literals` starts its search at
+    /// each occurrence of a first byte, and `e` and `s` (of `eyJ`, `sk-`) are everywhere
+    /// in prose.
+    packed: Option<aho_corasick::packed::Searcher>,
     /// The rule (index as above) each literal belongs to.
     literal_rule: Vec<usize>,
     aws_secret: Regex,
@@ -106,9 +110,15 @@ impl SecretRules {
             .match_kind(aho_corasick::MatchKind::LeftmostFirst)
             .build(literal_sets.concat())
             .expect("secret literals");
+        let packed = aho_corasick::packed::Config::new()
+            .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+            .builder()
+            .extend(literal_sets.concat())
+            .build();
         Self {
             shaped,
             literals,
+            packed,
             literal_rule,
             aws_secret_gate: memchr::memmem::Finder::new("secret"),
             aws_secret: re(
@@ -129,15 +139,7 @@ impl SecretRules {
     /// been seen, so a stream can hold it back until it has.
     pub fn detect(&self, ctx: &mut Ctx<'_>) -> Option<usize> {
         let text = ctx.norm;
-        let mut present = 0u32;
-        let mut at = 0;
-        while let Some(m) = self
-            .literals
-            .find(aho_corasick::Input::new(text).span(at..text.len()))
-        {
-            present |= 1 << self.literal_rule[m.pattern().as_usize()];
-            at = m.start() + 1;
-        }
+        let present = self.present(text, self.packed.as_ref());
         // A rule whose literals are absent searches an empty text instead (none of them
         // matches the empty string), which keeps the loops below as they were.
         let gated = |i: usize| if present & (1 << i) != 0 { text } else { "" };
@@ -160,6 +162,26 @@ impl SecretRules {
             return None;
         }
         self.detect_pem(ctx)
+    }
+
+    /// The rules (bits, indexed as `literal_rule`) with a literal somewhere in `text`.
+    /// Leftmost-first, restarted one byte after each match, visits every position that
+    /// holds a literal; no literal is a prefix of another rule's, so which engine reports
+    /// a position does not change the rule it opens.
+    fn present(&self, text: &str, packed: Option<&aho_corasick::packed::Searcher>) -> u32 {
+        let mut present = 0u32;
+        let mut at = 0;
+        let find = |at: usize| match packed {
+            Some(p) => p.find_in(text, aho_corasick::Span::from(at..text.len())),
+            None => self
+                .literals
+                .find(aho_corasick::Input::new(text).span(at..text.len())),
+        };
+        while let Some(m) = find(at) {
+            present |= 1 << self.literal_rule[m.pattern().as_usize()];
+            at = m.start() + 1;
+        }
+        present
     }
 
     fn detect_aws_secret(&self, ctx: &mut Ctx<'_>) {
@@ -232,6 +254,30 @@ fn jwt_header_has_alg(part: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+        /// Teddy and the automaton open the same rules.
+        #[test]
+        fn packed_and_automaton_find_the_same_literals(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                "AKIA", "ASIA", "ghp_", "github_pat_", "sk-", "AIza", "xox", "k_live_",
+                "k_test_", "eyJ", "-----BEGIN ", "e", "s", "k", "-", "A", "g", "x", " ", "_",
+                "AK", "gh", "sk", "ey", "-----", "github",
+            ]), 0..16),
+        ) {
+            static RULES: std::sync::LazyLock<super::SecretRules> =
+                std::sync::LazyLock::new(super::SecretRules::new);
+            let text = pieces.concat();
+            proptest::prop_assume!(RULES.packed.is_some());
+            proptest::prop_assert_eq!(
+                RULES.present(&text, RULES.packed.as_ref()),
+                RULES.present(&text, None),
+                "{:?}", text
+            );
+        }
+    }
+
     use crate::Rule;
     use crate::detect::test_support::{has, lacks};
 
