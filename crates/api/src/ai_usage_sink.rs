@@ -50,7 +50,9 @@ impl UsageSink for StoreUsageSink {
     ) -> BoxFuture<'a, Result<(), UsageSinkError>> {
         Box::pin(async move {
             let rows: Vec<NewAiUsage> = records.iter().map(row).collect();
-            ai_usage::insert_batch(self.db.primary(), &rows)
+            // One transaction: the rows and the monthly totals they add to agree.
+            self.db
+                .write(move |txn| Box::pin(async move { ai_usage::insert_batch(txn, &rows).await }))
                 .await
                 .map(|_| ())
                 .map_err(|e| UsageSinkError(e.to_string()))

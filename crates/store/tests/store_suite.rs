@@ -729,15 +729,42 @@ async fn ai_usage_ledger_sums_spend_and_groups_by_day(t: TestDb) {
         .unwrap();
     assert!((later - 0.5).abs() < 1e-9, "{later}");
 
+    // The monthly totals agree with the ledger, per organisation and month, and the retried
+    // batch (and a record repeated inside one batch) added nothing to them.
+    let month = |o| ai_usage::org_spend_in_month(c, o, day2);
+    assert!((month(org.id).await.unwrap() - 0.75).abs() < 1e-9);
+    assert!((month(other.id).await.unwrap() - 9.0).abs() < 1e-9);
+    let december = chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let next = vec![
+        usage(org.id, None, "gpt-4o-mini", 2.0, december, false),
+        usage(org.id, None, "gpt-4o-mini", 0.125, day2, false),
+    ];
+    let twice = vec![next[0].clone(), next[0].clone(), next[1].clone()];
+    assert_eq!(ai_usage::insert_batch(c, &twice).await.unwrap(), 2);
+    assert!((month(org.id).await.unwrap() - 0.875).abs() < 1e-9);
+    let dec = ai_usage::org_spend_in_month(c, org.id, december)
+        .await
+        .unwrap();
+    assert!((dec - 2.0).abs() < 1e-9, "{dec}");
+    let none = ai_usage::org_spend_in_month(c, org.id, december + chrono::Duration::days(40));
+    assert_eq!(none.await.unwrap(), 0.0);
+    let summed = ai_usage::org_spend_since(c, org.id, day1 - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert!((summed - 2.875).abs() < 1e-9, "{summed}");
+
     let ctx = OrgCtx::for_verified_member(org.id, user.id, Role::Owner);
     let totals = ai_usage::totals(c, &ctx, "2026-11-01", "2026-11-30")
         .await
         .unwrap();
-    assert_eq!(totals.len(), 2);
+    // 2026-11-02 holds two groups (the user's gemini call, the key's gpt-4o-mini call).
+    assert_eq!(totals.len(), 3);
     assert_eq!(totals[0].day, "2026-11-02");
-    assert_eq!(totals[1].requests, 2);
-    assert_eq!(totals[1].cache_hits, Some(1));
-    assert_eq!(totals[1].input_tokens, Some(200));
+    assert_eq!(totals[2].requests, 2);
+    assert_eq!(totals[2].cache_hits, Some(1));
+    assert_eq!(totals[2].input_tokens, Some(200));
 }
 
 async fn posture_adoption_controls_and_profile_are_org_scoped(t: TestDb) {

@@ -4,7 +4,8 @@
 //! says so and `ai.budget.warning` is audited once a month; at 100 % calls stop with
 //! `ai_budget_exceeded`.
 //!
-//! The recorded spend is reused for `ai_limits.spend_cache_ms` (one `SUM` per organisation
+//! The recorded spend is the ledger's monthly total for the organisation (one row, kept by
+//! the ledger's batches), reused for `ai_limits.spend_cache_ms` (one read per organisation
 //! per interval, not per call). The ledger is written in batches shortly after each call, so
 //! a finished call's real cost stays counted in-process until a fresh read surely includes
 //! its row (cache lifetime + 2 s): counted twice for a moment, never zero times. In-flight
@@ -133,8 +134,9 @@ impl Budgets {
         }
     }
 
-    async fn recorded(&self, db: &Db, org: OrgId, since: DateTime<Utc>) -> Result<f64, AiApiError> {
-        let read = async { ai_usage::org_spend_since(db.primary(), org, since).await };
+    /// The month's recorded spend: one row of the ledger's monthly totals.
+    async fn recorded(&self, db: &Db, org: OrgId, now: DateTime<Utc>) -> Result<f64, AiApiError> {
+        let read = async { ai_usage::org_spend_in_month(db.primary(), org, now).await };
         match &self.recorded {
             Some(cache) => Ok(cache
                 .try_get_with(org, read)
@@ -188,8 +190,8 @@ impl Budgets {
         estimate_usd: f64,
     ) -> Result<(BudgetStatus, Reservation), AiApiError> {
         let now = Utc::now();
-        let (start, next) = month_bounds(now);
-        let recorded = self.recorded(db, org, start).await?;
+        let (_, next) = month_bounds(now);
+        let recorded = self.recorded(db, org, now).await?;
         let spent = recorded + self.pending(org);
         if spent >= limit_usd {
             return Err(AiApiError::BudgetExceeded {

@@ -77,8 +77,9 @@ async fn settings_view(state: &AppState, ctx: &OrgCtx) -> Result<Value, ApiError
     let stored = ai_settings::get(state.db().primary(), ctx).await?;
     let default = state.config().ai_limits.default_monthly_budget_usd;
     let limit = stored.monthly_budget_usd.unwrap_or(default);
-    let (start, next) = month_bounds(chrono::Utc::now());
-    let spent = ai_usage::org_spend_since(state.db().primary(), ctx.org_id(), start).await?;
+    let now = chrono::Utc::now();
+    let (_, next) = month_bounds(now);
+    let spent = ai_usage::org_spend_in_month(state.db().primary(), ctx.org_id(), now).await?;
     Ok(json!({
         "monthly_budget_usd": limit,
         "budget_is_default": stored.monthly_budget_usd.is_none(),

@@ -13,6 +13,7 @@ mod m0005_imported_frameworks;
 mod m0006_assessments_and_snapshots;
 mod m0007_ai_conversations;
 mod m0008_evidence_classifications;
+mod m0009_ai_spend_months;
 
 use crate::db::Db;
 use crate::error::StoreError;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_assessments_and_snapshots::Migration),
             Box::new(m0007_ai_conversations::Migration),
             Box::new(m0008_evidence_classifications::Migration),
+            Box::new(m0009_ai_spend_months::Migration),
         ]
     }
 }

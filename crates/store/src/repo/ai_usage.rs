@@ -5,11 +5,12 @@ use crate::entities::ai_usage as usage;
 use crate::error::StoreError;
 use assay_core::{OrgCtx, OrgId, UserId};
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
     QuerySelect, Set,
 };
+use std::collections::{BTreeMap, HashSet};
 use uuid::Uuid;
 
 /// One gateway call to record. (The store does not depend on the AI crate; the gateway's
@@ -42,8 +43,10 @@ fn i64_of(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Insert a batch in one statement. Re-inserting a record already stored (same id: a retried
-/// batch) is ignored, so a retry never double-counts spend.
+/// Insert a batch (one statement for the rows, one per organisation and month for the
+/// monthly totals); run it in a transaction so rows and totals agree. Re-inserting a record
+/// already stored (same id: a retried batch) is ignored and not added to the totals, so a
+/// retry never double-counts spend. Returns how many records were new.
 pub async fn insert_batch(
     conn: &impl ConnectionTrait,
     records: &[NewAiUsage],
@@ -51,7 +54,24 @@ pub async fn insert_batch(
     if records.is_empty() {
         return Ok(0);
     }
-    let rows = records.iter().map(|r| usage::ActiveModel {
+    let stored: HashSet<Uuid> = usage::Entity::find()
+        .select_only()
+        .column(usage::Column::Id)
+        .filter(usage::Column::Id.is_in(records.iter().map(|r| r.id)))
+        .into_tuple::<Uuid>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .collect();
+    let mut seen = HashSet::with_capacity(records.len());
+    let new: Vec<&NewAiUsage> = records
+        .iter()
+        .filter(|r| !stored.contains(&r.id) && seen.insert(r.id))
+        .collect();
+    if new.is_empty() {
+        return Ok(0);
+    }
+    let rows = new.iter().map(|r| usage::ActiveModel {
         id: Set(r.id),
         org_id: Set(r.org_id.0),
         user_id: Set(r.user_id.map(|u| u.0)),
@@ -82,7 +102,80 @@ pub async fn insert_batch(
         )
         .exec_without_returning(conn)
         .await?;
+    add_to_months(conn, &new).await?;
     Ok(res)
+}
+
+/// `YYYY-MM` (UTC) of a ledger instant: the key of `ai_spend_months`.
+fn month_of(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m").to_string()
+}
+
+#[derive(sea_orm::DeriveIden)]
+enum AiSpendMonths {
+    Table,
+    OrgId,
+    Month,
+    CostUsd,
+    Calls,
+}
+
+/// Add newly stored records to their organisations' monthly totals.
+async fn add_to_months(conn: &impl ConnectionTrait, new: &[&NewAiUsage]) -> Result<(), StoreError> {
+    let mut sums: BTreeMap<(Uuid, String), (f64, i64)> = BTreeMap::new();
+    for r in new {
+        let s = sums.entry((r.org_id.0, month_of(r.at))).or_default();
+        s.0 += r.cost_usd;
+        s.1 += 1;
+    }
+    let excluded = |c: AiSpendMonths| Expr::col((Alias::new("excluded"), c));
+    let mut insert = Query::insert();
+    insert
+        .into_table(AiSpendMonths::Table)
+        .columns([
+            AiSpendMonths::OrgId,
+            AiSpendMonths::Month,
+            AiSpendMonths::CostUsd,
+            AiSpendMonths::Calls,
+        ])
+        .on_conflict(
+            OnConflict::columns([AiSpendMonths::OrgId, AiSpendMonths::Month])
+                .value(
+                    AiSpendMonths::CostUsd,
+                    Expr::col((AiSpendMonths::Table, AiSpendMonths::CostUsd))
+                        .add(excluded(AiSpendMonths::CostUsd)),
+                )
+                .value(
+                    AiSpendMonths::Calls,
+                    Expr::col((AiSpendMonths::Table, AiSpendMonths::Calls))
+                        .add(excluded(AiSpendMonths::Calls)),
+                )
+                .to_owned(),
+        );
+    for ((org, month), (cost, calls)) in sums {
+        insert.values_panic([org.into(), month.into(), cost.into(), calls.into()]);
+    }
+    conn.execute(&insert).await?;
+    Ok(())
+}
+
+/// What an organisation spent on AI in the UTC month holding `at`, in USD: one row of the
+/// monthly totals the ledger batches keep (see `insert_batch`), however many calls.
+pub async fn org_spend_in_month(
+    conn: &impl ConnectionTrait,
+    org: OrgId,
+    at: DateTime<Utc>,
+) -> Result<f64, StoreError> {
+    let mut q = Query::select();
+    q.column(AiSpendMonths::CostUsd)
+        .from(AiSpendMonths::Table)
+        .and_where(Expr::col(AiSpendMonths::OrgId).eq(org.0))
+        .and_where(Expr::col(AiSpendMonths::Month).eq(month_of(at)));
+    let row = conn.query_one(&q).await?;
+    Ok(match row {
+        Some(r) => r.try_get_by_index::<f64>(0)?,
+        None => 0.0,
+    })
 }
 
 /// What an organisation spent on AI since `since` (e.g. the start of the month), in USD.
