@@ -737,7 +737,7 @@ async fn ai_usage_ledger_sums_spend_and_groups_by_day(t: TestDb) {
     let december = chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
         .unwrap()
         .to_utc();
-    let next = vec![
+    let next = [
         usage(org.id, None, "gpt-4o-mini", 2.0, december, false),
         usage(org.id, None, "gpt-4o-mini", 0.125, day2, false),
     ];
