@@ -49,6 +49,7 @@ on_both_backends!(
     api_keys_are_scoped_and_revocable,
     login_failures_count_and_clear,
     ai_usage_ledger_sums_spend_and_groups_by_day,
+    monthly_spend_is_backfilled_from_the_ledger,
     posture_adoption_controls_and_profile_are_org_scoped,
     assessments_move_through_their_life_cycle_scoped_to_their_org,
     readiness_snapshots_keep_one_daily_per_day_and_history_in_order,
@@ -765,6 +766,39 @@ async fn ai_usage_ledger_sums_spend_and_groups_by_day(t: TestDb) {
     assert_eq!(totals[2].requests, 2);
     assert_eq!(totals[2].cache_hits, Some(1));
     assert_eq!(totals[2].input_tokens, Some(200));
+}
+
+/// m0009 fills the monthly totals from the ledger rows written before it existed.
+async fn monthly_spend_is_backfilled_from_the_ledger(t: TestDb) {
+    use sea_orm_migration::MigratorTrait;
+    let (_, org) = signup(&t.db, "backfill@example.com", "Backfill").await;
+    let c = t.db.primary();
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    let batch = [
+        usage(org.id, None, "m", 1.5, at("2026-10-31T23:59:59Z"), false),
+        usage(org.id, None, "m", 0.25, at("2026-11-01T00:00:00Z"), false),
+        usage(org.id, None, "m", 0.5, at("2026-11-30T12:00:00Z"), false),
+    ];
+    ai_usage::insert_batch(c, &batch).await.unwrap();
+    // Back to before m0009 (the totals table is dropped), then forward again.
+    assay_store::migrations::Migrator::down(c, Some(1))
+        .await
+        .unwrap();
+    assert_eq!(t.db.migrate_up().await.unwrap().len(), 1);
+    let month = |s| ai_usage::org_spend_in_month(c, org.id, at(s));
+    assert!((month("2026-10-15T00:00:00Z").await.unwrap() - 1.5).abs() < 1e-9);
+    assert!((month("2026-11-15T00:00:00Z").await.unwrap() - 0.75).abs() < 1e-9);
+    // And later batches add to the backfilled totals.
+    let more = [usage(
+        org.id,
+        None,
+        "m",
+        1.0,
+        at("2026-11-02T00:00:00Z"),
+        false,
+    )];
+    ai_usage::insert_batch(c, &more).await.unwrap();
+    assert!((month("2026-11-15T00:00:00Z").await.unwrap() - 1.75).abs() < 1e-9);
 }
 
 async fn posture_adoption_controls_and_profile_are_org_scoped(t: TestDb) {
