@@ -500,21 +500,25 @@ async fn closed_loop(
     run
 }
 
-/// Wait for `due` to within microseconds: Tokio's timer ticks in whole milliseconds, which
-/// would add up to 1 ms to every open-loop latency, so the last 2 ms are spent yielding (the
-/// generator has a core of its own).
-async fn wait_until(due: Instant) {
-    loop {
-        let now = Instant::now();
-        if now >= due {
-            return;
+/// The send times of an open loop, paced by a thread of its own: it sleeps until each
+/// request is due (`nanosleep`, accurate to tens of microseconds, where Tokio's timer ticks
+/// in whole milliseconds) and hands the due time to the runtime. Spinning for accuracy
+/// instead would take the CPU that mock-llm shares with this generator.
+fn paced(rate: u64, total: usize) -> tokio::sync::mpsc::UnboundedReceiver<Instant> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        for i in 0..total {
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if tx.send(due).is_err() {
+                return;
+            }
         }
-        if due - now > Duration::from_millis(2) {
-            tokio::time::sleep_until((due - Duration::from_millis(2)).into()).await;
-        } else {
-            tokio::task::yield_now().await;
-        }
-    }
+    });
+    rx
 }
 
 /// Open loop at `rate` for `secs`: request i is due at start + i/rate; its latency counts
@@ -526,9 +530,8 @@ async fn open_loop(client: &reqwest::Client, t: &Target, rate: u64, secs: u64) -
     let start = Instant::now();
     let mut handles = Vec::with_capacity(total);
     let mut refused = 0;
-    for i in 0..total {
-        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
-        wait_until(due).await;
+    let mut due_times = paced(rate, total);
+    while let Some(due) = due_times.recv().await {
         if in_flight.load(Ordering::Relaxed) >= max_in_flight {
             refused += 1;
             continue;
