@@ -328,6 +328,12 @@ impl Gateway {
             .collect()
     }
 
+    /// Admission control for callers that can wait: returns once the usage writer is not
+    /// far behind (whether it had to wait).
+    pub async fn wait_for_usage_room(&self) -> bool {
+        self.inner.ledger.wait_for_room().await
+    }
+
     /// Wait until the usage records of calls answered so far have been written.
     pub async fn flush_usage(&self) {
         self.inner.ledger.flush().await;

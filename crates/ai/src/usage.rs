@@ -205,6 +205,12 @@ impl UsageLedger {
         }
     }
 
+    /// Wait while the writer is far behind (see `BatchQueue::wait_for_room`); whether it
+    /// waited.
+    pub async fn wait_for_room(&self) -> bool {
+        self.queue.wait_for_room().await
+    }
+
     /// Wait until every record enqueued before this call has been written (or dropped).
     pub async fn flush(&self) {
         self.queue.flush().await;

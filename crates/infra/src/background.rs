@@ -10,8 +10,10 @@
 //! any request thread that becomes runnable preempts it at once, and it uses the CPU time
 //! requests leave. Threads it starts inherit the policy — so a SQLite pool opened from it
 //! runs its engine threads at the same priority (open such pools with [`Background::run`]).
-//! It is not starved: `SCHED_IDLE` tasks still get a small share of a saturated CPU, and on
-//! an idle one they run at full speed.
+//! On an idle or busy CPU it runs at full speed in the time requests leave; on a CPU
+//! saturated for seconds it gets only a small share, so its [`BatchQueue`]s fill — and
+//! producers that can wait call [`BatchQueue::wait_for_room`] first, which holds them while
+//! a queue is more than half full: requests slow down, nothing is dropped.
 //!
 //! Tasks spawned on it must only use I/O resources created on it (a pool opened elsewhere
 //! would need the other runtime's driver to wake it, and the reverse would make requests
@@ -218,6 +220,28 @@ impl<T: Send + 'static> BatchQueue<T> {
             })
     }
 
+    /// Items queued and not yet taken by the writer.
+    pub fn backlog(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Admission control for callers that can wait: when more than half the queue is
+    /// taken (the writer is falling behind — at low priority, only when the CPU is saturated
+    /// for seconds), wait until it is back under a quarter, so producers slow down instead of
+    /// the queue overflowing and dropping records. Returns whether it waited.
+    pub async fn wait_for_room(&self) -> bool {
+        let max = self.tx.max_capacity();
+        if self.backlog() <= max / 2 {
+            return false;
+        }
+        // Polling, not a notification: this only runs while the queue is half full, and
+        // the sleeping callers are what leaves the writer CPU time.
+        while self.backlog() > max / 4 && !self.tx.is_closed() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
+
     /// Wait until every item pushed before this call has been written (a stopped writer
     /// returns at once).
     pub async fn flush(&self) {
@@ -335,6 +359,37 @@ mod tests {
         assert!(refused.is_some(), "a bounded queue refuses when full");
         release.send(true).unwrap();
         q.flush().await;
+    }
+
+    #[tokio::test]
+    async fn producers_wait_while_the_queue_is_more_than_half_full() {
+        let bg = Background::start("bg-test", BackgroundPriority::Idle).expect("thread");
+        let (release, wait) = tokio::sync::watch::channel(false);
+        let q = BatchQueue::start(bg.handle(), 8, Duration::ZERO, 1, move |_b: Vec<u32>| {
+            let mut wait = wait.clone();
+            async move {
+                let _ = wait.wait_for(|go| *go).await;
+            }
+        });
+        assert!(!q.wait_for_room().await, "an empty queue admits at once");
+        // The writer takes the first item and blocks; the rest stay queued.
+        q.push(0).unwrap();
+        while q.backlog() > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for i in 1..=6 {
+            q.push(i).unwrap();
+        }
+        assert!(q.backlog() > 4, "{}", q.backlog());
+        let waiting = tokio::spawn({
+            let q = q.clone();
+            async move { q.wait_for_room().await }
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!waiting.is_finished(), "held while the writer is behind");
+        release.send(true).unwrap();
+        assert!(waiting.await.unwrap(), "admitted once the writer caught up");
+        assert!(q.backlog() <= 2);
     }
 
     #[tokio::test]

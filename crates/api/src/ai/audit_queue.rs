@@ -59,6 +59,12 @@ impl AuditQueue {
         }
     }
 
+    /// Wait while the writer is far behind (see `BatchQueue::wait_for_room`); whether it
+    /// waited.
+    pub async fn wait_for_room(&self) -> bool {
+        self.queue.wait_for_room().await
+    }
+
     /// Wait until every event enqueued before this call has been written (or counted lost).
     pub async fn flush(&self) {
         self.queue.flush().await;

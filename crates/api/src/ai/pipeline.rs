@@ -410,6 +410,13 @@ impl Inner {
         params: PipelineParams,
     ) -> Result<Prepared, AiApiError> {
         let started = Instant::now();
+        // The bookkeeping thread runs below request handling; if the CPU has been saturated
+        // long enough for its queues to fill half-way, calls wait here (and the CPU they leave
+        // lets it catch up) rather than their audit events and usage rows being dropped.
+        let audit_waited = self.audit.wait_for_room().await;
+        if audit_waited | self.gateway.wait_for_usage_room().await {
+            metrics::counter!("assay_ai_bookkeeping_waits_total").increment(1);
+        }
         let chars: usize = messages.iter().map(|m| m.content.len()).sum::<usize>()
             + params.system.as_ref().map_or(0, String::len);
         let prompt_tokens = chars.div_ceil(4) as u64;
