@@ -45,9 +45,13 @@ impl Registry {
             return Err(AiError::Config(problems.join("; ")));
         }
         // One pooled client for every provider; timeouts are the gateway's, per phase.
+        // No redirects: a provider API answers where it is configured, and a redirect would
+        // carry the prompt (and, to the same host, the key) somewhere else. It also spares
+        // reqwest's redirect layer a URL parse per call.
         let http = reqwest::Client::builder()
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| AiError::Config(format!("ai: HTTP client: {e}")))?;
         let offline_provider: Arc<dyn Provider> = Arc::new(Offline::new(knowledge));

@@ -168,21 +168,43 @@ pub fn finish_of(s: &str) -> FinishReason {
 
 /// Parse a non-streaming `chat.completion` body.
 pub fn parse_completion(body: &[u8]) -> Result<Completion, AiError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| AiError::InvalidOutput {
+    // Only the fields read below, typed: serde skips the rest of the body without building
+    // a tree of it. Loosely typed where providers differ (`content` may be null or parts).
+    #[derive(Deserialize)]
+    struct Body {
+        #[serde(default)]
+        choices: Option<Vec<Choice>>,
+        #[serde(default)]
+        usage: Option<Value>,
+    }
+    #[derive(Deserialize)]
+    struct Choice {
+        #[serde(default)]
+        message: Option<Message>,
+        #[serde(default)]
+        finish_reason: Option<Value>,
+    }
+    #[derive(Deserialize)]
+    struct Message {
+        #[serde(default)]
+        content: Option<Value>,
+    }
+    let v: Body = serde_json::from_slice(body).map_err(|e| AiError::InvalidOutput {
         detail: format!("chat.completion body: {e}"),
     })?;
     let choice = v
-        .pointer("/choices/0")
+        .choices
+        .and_then(|c| c.into_iter().next())
         .ok_or_else(|| AiError::InvalidOutput {
             detail: "no choices".into(),
         })?;
-    let text = choice
-        .pointer("/message/content")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let text = match choice.message.and_then(|m| m.content) {
+        Some(Value::String(s)) => s,
+        _ => String::new(),
+    };
     let finish = choice
-        .get("finish_reason")
+        .finish_reason
+        .as_ref()
         .and_then(Value::as_str)
         .map(finish_of);
     if text.is_empty() && matches!(finish, Some(FinishReason::ContentFilter(_))) {
@@ -192,7 +214,7 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, AiError> {
     }
     Ok(Completion {
         text,
-        usage: v.get("usage").and_then(usage_of),
+        usage: v.usage.as_ref().and_then(usage_of),
         finish,
     })
 }

@@ -182,7 +182,7 @@ pub async fn append(
     new: NewAuditEvent,
 ) -> Result<AuditEvent, StoreError> {
     let chain = chain_of(new.org_id);
-    let mut stored = append_to_chain(conn, &chain, vec![new]).await?;
+    let mut stored = append_to_chain(conn, &chain, vec![new], Keep::Rows).await?;
     stored
         .pop()
         .map(Into::into)
@@ -206,7 +206,8 @@ pub async fn append_batch(
     }
     let mut n = 0;
     for (chain, list) in chains {
-        n += append_to_chain(conn, &chain, list).await?.len();
+        n += list.len();
+        append_to_chain(conn, &chain, list, Keep::Nothing).await?;
     }
     Ok(n)
 }
@@ -221,6 +222,7 @@ async fn append_to_chain(
     conn: &impl ConnectionTrait,
     chain: &str,
     events: Vec<NewAuditEvent>,
+    keep: Keep,
 ) -> Result<Vec<event::Model>, StoreError> {
     if events.is_empty() {
         return Ok(Vec::new());
@@ -253,46 +255,66 @@ async fn append_to_chain(
         .ok_or_else(|| StoreError::Corrupt(format!("audit chain head {chain} vanished")))?;
     let first_seq = current.seq - events.len() as i64 + 1;
     let mut prev_hash = current.hash;
-    let mut models = Vec::with_capacity(events.len());
-    for (seq, new) in (first_seq..).zip(events) {
-        let (actor_type, actor_id) = new.actor.parts();
-        let mut model = event::Model {
-            id: uuid::Uuid::now_v7(),
-            chain: chain.to_owned(),
-            seq,
-            org_id: new.org_id.map(|o| o.0),
-            actor_type: actor_type.to_owned(),
-            actor_id,
-            action: new.action,
-            resource_type: new.resource_type,
-            resource_id: new.resource_id,
-            outcome: new.outcome.as_str().to_owned(),
-            ip: new.ip,
-            user_agent: new.user_agent,
-            request_id: new.request_id,
-            details: new.details.to_string(),
-            created_at: super::now(),
-            prev_hash: std::mem::take(&mut prev_hash),
-            hash: String::new(),
-        };
-        model.hash = hash_of(&model);
-        prev_hash = model.hash.clone();
-        models.push(model);
-        if models.len() % INSERT_CHUNK == 0 {
-            tokio::task::yield_now().await;
+    let mut kept = Vec::new();
+    // One chunk of rows at a time: hashed, inserted, and (for a batch) dropped, so a batch
+    // of hundreds never holds them all at once or copies them for the statement.
+    let mut events = events.into_iter();
+    let mut seqs = first_seq..;
+    loop {
+        let mut chunk = Vec::with_capacity(INSERT_CHUNK);
+        for (seq, new) in seqs.by_ref().zip(events.by_ref()).take(INSERT_CHUNK) {
+            let (actor_type, actor_id) = new.actor.parts();
+            let mut model = event::Model {
+                id: uuid::Uuid::now_v7(),
+                chain: chain.to_owned(),
+                seq,
+                org_id: new.org_id.map(|o| o.0),
+                actor_type: actor_type.to_owned(),
+                actor_id,
+                action: new.action,
+                resource_type: new.resource_type,
+                resource_id: new.resource_id,
+                outcome: new.outcome.as_str().to_owned(),
+                ip: new.ip,
+                user_agent: new.user_agent,
+                request_id: new.request_id,
+                details: new.details.to_string(),
+                created_at: super::now(),
+                prev_hash: std::mem::take(&mut prev_hash),
+                hash: String::new(),
+            };
+            model.hash = hash_of(&model);
+            prev_hash = model.hash.clone();
+            chunk.push(model);
         }
-    }
-    for chunk in models.chunks(INSERT_CHUNK) {
-        event::Entity::insert_many(chunk.iter().cloned().map(event::ActiveModel::from))
+        if chunk.is_empty() {
+            break;
+        }
+        let rows: Vec<event::ActiveModel> = match keep {
+            Keep::Rows => {
+                kept.extend(chunk.iter().cloned());
+                chunk.into_iter().map(Into::into).collect()
+            }
+            Keep::Nothing => chunk.into_iter().map(Into::into).collect(),
+        };
+        event::Entity::insert_many(rows)
             .exec_without_returning(conn)
             .await?;
+        tokio::task::yield_now().await;
     }
     head::Entity::update_many()
         .col_expr(head::Column::Hash, Expr::value(prev_hash))
         .filter(head::Column::Chain.eq(chain))
         .exec(conn)
         .await?;
-    Ok(models)
+    Ok(kept)
+}
+
+/// Whether [`append_to_chain`] returns the stored rows (a batch writer needs only the count).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Rows,
+    Nothing,
 }
 
 /// Filters for listing an organisation's audit log.
