@@ -151,7 +151,10 @@ fn main() {
         }
         times.sort_unstable();
         let median = times.get(n / 2).copied().unwrap_or_default();
-        println!("{n} scans, {found} findings, median {:.2} us", ms(median) * 1000.0);
+        println!(
+            "{n} scans, {found} findings, median {:.2} us",
+            ms(median) * 1000.0
+        );
         return;
     }
     latency();
