@@ -338,16 +338,29 @@ mod tests {
         q.flush().await;
     }
 
-    #[tokio::test]
-    async fn a_full_queue_hands_the_item_back() {
+    /// A queue of `capacity` whose writer takes one item at a time and holds it in `write`
+    /// until the returned sender says `true`.
+    fn held_queue(
+        capacity: usize,
+    ) -> (
+        Background,
+        BatchQueue<u32>,
+        tokio::sync::watch::Sender<bool>,
+    ) {
         let bg = Background::start("bg-test", BackgroundPriority::Idle).expect("thread");
         let (release, wait) = tokio::sync::watch::channel(false);
-        let q = BatchQueue::start(bg.handle(), 2, Duration::ZERO, 1, move |_b: Vec<u32>| {
+        let q = BatchQueue::start(bg.handle(), capacity, Duration::ZERO, 1, move |_b| {
             let mut wait = wait.clone();
             async move {
                 let _ = wait.wait_for(|go| *go).await;
             }
         });
+        (bg, q, release)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_hands_the_item_back() {
+        let (_bg, q, release) = held_queue(2);
         // The writer takes one item and blocks in `write`; two more fill the queue.
         q.push(1).unwrap();
         let mut refused = None;
@@ -364,14 +377,7 @@ mod tests {
 
     #[tokio::test]
     async fn producers_wait_while_the_queue_is_more_than_half_full() {
-        let bg = Background::start("bg-test", BackgroundPriority::Idle).expect("thread");
-        let (release, wait) = tokio::sync::watch::channel(false);
-        let q = BatchQueue::start(bg.handle(), 8, Duration::ZERO, 1, move |_b: Vec<u32>| {
-            let mut wait = wait.clone();
-            async move {
-                let _ = wait.wait_for(|go| *go).await;
-            }
-        });
+        let (_bg, q, release) = held_queue(8);
         assert!(!q.wait_for_room().await, "an empty queue admits at once");
         // The writer takes the first item and blocks; the rest stay queued.
         q.push(0).unwrap();
