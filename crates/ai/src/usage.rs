@@ -160,10 +160,11 @@ pub struct UsageLedger {
     dropped: Arc<AtomicU64>,
 }
 
-const BATCH: usize = 512;
+const BATCH: usize = 2048;
 /// After the first record of a batch, how long to let more arrive: one write per tick under
-/// load, and no wake-up of the writer per call.
-const GATHER: Duration = Duration::from_millis(50);
+/// load, and no wake-up of the writer per call. As long as the audit queue's window (see
+/// `assay_api::ai::audit_queue`): bigger batches write fewer database pages per record.
+const GATHER: Duration = Duration::from_millis(200);
 
 impl UsageLedger {
     /// Start the writer task on the current Tokio runtime. It ends when the ledger is

@@ -1,5 +1,5 @@
 //! Audit events of AI calls, written off the request path: calls enqueue without waiting
-//! and the bookkeeping thread appends them in batches gathered over a few milliseconds,
+//! and the bookkeeping thread appends them in batches gathered over 200 ms,
 //! each batch in one transaction with a handful of statements per organisation (the audit
 //! chain serialises appends per organisation, so one transaction per event would put a
 //! chain lock on every AI call). A failed batch is logged and counted
@@ -11,11 +11,15 @@ use assay_store::Db;
 use assay_store::repo::audit::{self, NewAuditEvent};
 use std::time::Duration;
 
-const BATCH: usize = 512;
+const BATCH: usize = 2048;
 /// After the first event of a batch, how long to let more arrive: under load one
 /// transaction per tick instead of one per handful of events (each statement is a round
 /// trip to the database, and on SQLite every transaction serialises with the others).
-const GATHER: Duration = Duration::from_millis(50);
+/// Every commit rewrites the last B-tree pages of the table and its indexes, so bigger
+/// batches write fewer pages per event: 200 ms instead of 50 ms cut Assay's added p99 at
+/// concurrency 1 by about 0.1 ms (bench/chat-completions, 2026-12-02). A crash loses at
+/// most this window; a clean shutdown flushes.
+const GATHER: Duration = Duration::from_millis(200);
 
 #[derive(Clone)]
 pub struct AuditQueue {

@@ -808,9 +808,14 @@ fn meta_headers(res: &mut Response, model: &str, offline: bool, cache_hit: bool)
     );
 }
 
-/// Whether `model` names something this gateway serves.
+/// Whether `model` names something this gateway serves (the names `served_models` lists,
+/// checked without building that list on every call).
 fn check_model(state: &AppState, model: &str) -> Result<(), OpenAiError> {
-    if served_models(state).iter().any(|m| m.id == model) {
+    let ai = &state.config().ai;
+    let served = model == AUTO_MODEL
+        || ai.models.iter().any(|m| m.is_named(model))
+        || (ai.offline_fallback && model == assay_ai::registry::OFFLINE_MODEL_ID);
+    if served {
         Ok(())
     } else {
         Err(OpenAiError::model_not_found(model))
