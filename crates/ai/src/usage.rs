@@ -302,7 +302,7 @@ mod tests {
     #[tokio::test]
     async fn a_burst_larger_than_a_batch_is_written_whole() {
         let sink = Arc::new(MemoryUsageSink::default());
-        let ledger = UsageLedger::start(sink.clone(), 4_000);
+        let ledger = UsageLedger::start(sink.clone(), 4 * BATCH);
         let org = OrgId::new();
         for _ in 0..3 * BATCH + 7 {
             ledger.record(sample(org, "m", 0.0));
