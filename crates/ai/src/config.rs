@@ -124,17 +124,6 @@ impl ModelConfig {
             self.id.clone()
         }
     }
-
-    /// Whether `name` is this model's [`Self::registry_id`] (without building it).
-    pub fn is_named(&self, name: &str) -> bool {
-        if self.id.is_empty() {
-            name.strip_prefix(self.provider.as_str())
-                .and_then(|rest| rest.strip_prefix('/'))
-                == Some(self.model.as_str())
-        } else {
-            self.id == name
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -484,40 +473,6 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| m.get(k).cloned()
-    }
-
-    #[test]
-    fn a_model_is_named_by_exactly_its_registry_id() {
-        let m = |id: &str, provider: &str, model: &str| ModelConfig {
-            id: id.into(),
-            provider: provider.into(),
-            model: model.into(),
-            ..ModelConfig::default()
-        };
-        let names = [
-            "openai/gpt-4o",
-            "openai/gpt-4",
-            "openai",
-            "openai/",
-            "gpt-4o",
-            "open/ai/gpt-4o",
-            "router/meta/llama-3",
-            "custom",
-        ];
-        for cfg in [
-            m("", "openai", "gpt-4o"),
-            m("", "router", "meta/llama-3"),
-            m("", "open/ai", "gpt-4o"),
-            m("custom", "openai", "gpt-4o"),
-        ] {
-            for name in names {
-                assert_eq!(
-                    cfg.is_named(name),
-                    cfg.registry_id() == name,
-                    "{cfg:?} {name}"
-                );
-            }
-        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use crate::types::{ProviderKind, TaskKind, Tier};
 use assay_core::{OrgId, UserId};
-use assay_infra::background::BatchQueue;
+use assay_infra::background::{BOOKKEEPING_BATCH, BOOKKEEPING_GATHER, BatchQueue};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -160,11 +160,9 @@ pub struct UsageLedger {
     dropped: Arc<AtomicU64>,
 }
 
-const BATCH: usize = 2048;
-/// After the first record of a batch, how long to let more arrive: one write per tick under
-/// load, and no wake-up of the writer per call. As long as the audit queue's window (see
-/// `assay_api::ai::audit_queue`): bigger batches write fewer database pages per record.
-const GATHER: Duration = Duration::from_millis(200);
+/// One write per tick under load, and no wake-up of the writer per call.
+const BATCH: usize = BOOKKEEPING_BATCH;
+const GATHER: Duration = BOOKKEEPING_GATHER;
 
 impl UsageLedger {
     /// Start the writer task on the current Tokio runtime. It ends when the ledger is

@@ -6,20 +6,15 @@
 //! (`assay_ai_audit_dropped_total`); the calls it described have already been answered.
 //! At shutdown the server flushes the queue ([`AuditQueue::flush`]) before it exits.
 
-use assay_infra::background::{Background, BatchQueue};
+use assay_infra::background::{BOOKKEEPING_BATCH, BOOKKEEPING_GATHER, Background, BatchQueue};
 use assay_store::Db;
 use assay_store::repo::audit::{self, NewAuditEvent};
 use std::time::Duration;
 
-const BATCH: usize = 2048;
-/// After the first event of a batch, how long to let more arrive: under load one
-/// transaction per tick instead of one per handful of events (each statement is a round
-/// trip to the database, and on SQLite every transaction serialises with the others).
-/// Every commit rewrites the last B-tree pages of the table and its indexes, so bigger
-/// batches write fewer pages per event: 200 ms instead of 50 ms cut Assay's added p99 at
-/// concurrency 1 by about 0.1 ms (bench/chat-completions, 2026-12-02). A crash loses at
-/// most this window; a clean shutdown flushes.
-const GATHER: Duration = Duration::from_millis(200);
+/// One transaction per tick instead of one per handful of events: each statement is a round
+/// trip to the database, and on SQLite every transaction serialises with the others.
+const GATHER: Duration = BOOKKEEPING_GATHER;
+const BATCH: usize = BOOKKEEPING_BATCH;
 
 #[derive(Clone)]
 pub struct AuditQueue {

@@ -808,14 +808,9 @@ fn meta_headers(res: &mut Response, model: &str, offline: bool, cache_hit: bool)
     );
 }
 
-/// Whether `model` names something this gateway serves (the names `served_models` lists,
-/// checked without building that list on every call).
+/// Whether `model` names something this gateway serves.
 fn check_model(state: &AppState, model: &str) -> Result<(), OpenAiError> {
-    let ai = &state.config().ai;
-    let served = model == AUTO_MODEL
-        || ai.models.iter().any(|m| m.is_named(model))
-        || (ai.offline_fallback && model == assay_ai::registry::OFFLINE_MODEL_ID);
-    if served {
+    if served_models(state).iter().any(|m| m.id == model) {
         Ok(())
     } else {
         Err(OpenAiError::model_not_found(model))
