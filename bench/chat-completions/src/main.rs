@@ -634,6 +634,9 @@ async fn main() -> std::process::ExitCode {
             _ => Vec::new(),
         };
         p.push(("mock-llm", mock_pid));
+        // The load generator shares its core with mock-llm: when `direct` itself misses a
+        // rate, this line shows whether that core, not the server under test, was full.
+        p.push(("load generator", std::process::id()));
         p
     };
     let mut targets = vec![direct.clone(), assay.clone()];
@@ -680,7 +683,7 @@ async fn main() -> std::process::ExitCode {
                     cpu_per_request(&procs, closed_loop(&client, t, args.requests, c, max)).await;
                 report(t.name, &run);
                 if !cpu.is_empty() {
-                    println!("    server CPU per request: {cpu}");
+                    println!("    CPU per request: {cpu}");
                 }
                 all[i].extend(run.samples);
             }
@@ -717,8 +720,13 @@ async fn main() -> std::process::ExitCode {
     let mut best = None;
     for &rate in &args.rates {
         println!(" {rate} req/s");
-        let d = open_loop(&client, &direct, rate, args.step_secs).await;
+        let (d, cpu) = cpu_per_request(
+            &processes_of("direct"),
+            open_loop(&client, &direct, rate, args.step_secs),
+        )
+        .await;
         report("direct", &d);
+        println!("    direct CPU per request: {cpu}");
         let (a, cpu) = cpu_per_request(
             &processes_of("assay"),
             open_loop(&client, &assay, rate, args.step_secs),

@@ -160,10 +160,6 @@ pub struct UsageLedger {
     dropped: Arc<AtomicU64>,
 }
 
-/// One write per tick under load, and no wake-up of the writer per call.
-const BATCH: usize = BOOKKEEPING_BATCH;
-const GATHER: Duration = BOOKKEEPING_GATHER;
-
 impl UsageLedger {
     /// Start the writer task on the current Tokio runtime. It ends when the ledger is
     /// dropped, after writing what is queued.
@@ -179,7 +175,9 @@ impl UsageLedger {
     ) -> Self {
         let dropped = Arc::new(AtomicU64::new(0));
         let d2 = dropped.clone();
-        let queue = BatchQueue::start(runtime, capacity, GATHER, BATCH, move |batch| {
+        // One write per bookkeeping window under load, and no wake-up of the writer per call.
+        let (gather, most) = (BOOKKEEPING_GATHER, BOOKKEEPING_BATCH);
+        let queue = BatchQueue::start(runtime, capacity, gather, most, move |batch| {
             let (sink, dropped) = (sink.clone(), d2.clone());
             async move {
                 if let Err(e) = sink.write_batch(&batch).await {
@@ -300,16 +298,16 @@ mod tests {
     #[tokio::test]
     async fn a_burst_larger_than_a_batch_is_written_whole() {
         let sink = Arc::new(MemoryUsageSink::default());
-        let ledger = UsageLedger::start(sink.clone(), 4 * BATCH);
+        let ledger = UsageLedger::start(sink.clone(), 4 * BOOKKEEPING_BATCH);
         let org = OrgId::new();
-        for _ in 0..3 * BATCH + 7 {
+        for _ in 0..3 * BOOKKEEPING_BATCH + 7 {
             ledger.record(sample(org, "m", 0.0));
         }
         assert_eq!(
-            sink.wait_for(3 * BATCH + 7, Duration::from_secs(5))
+            sink.wait_for(3 * BOOKKEEPING_BATCH + 7, Duration::from_secs(5))
                 .await
                 .len(),
-            3 * BATCH + 7
+            3 * BOOKKEEPING_BATCH + 7
         );
         assert_eq!(ledger.dropped(), 0);
     }

@@ -23,7 +23,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// How the bookkeeping thread is scheduled.
@@ -152,13 +152,32 @@ pub const BOOKKEEPING_BATCH: usize = 2048;
 /// at a time. [`BatchQueue::flush`] waits until everything pushed before it is written.
 pub struct BatchQueue<T> {
     tx: mpsc::Sender<Item<T>>,
+    /// Signalled each time the writer takes items off the queue, and when it stops: what
+    /// [`BatchQueue::wait_for_room`] callers wait for.
+    taken: Arc<Notify>,
 }
 
 impl<T> Clone for BatchQueue<T> {
     fn clone(&self) -> Self {
         Self {
             tx: self.tx.clone(),
+            taken: self.taken.clone(),
         }
+    }
+}
+
+/// The writer's end of the queue. However the writer task ends (every sender dropped, or
+/// its runtime dropped with it), it closes the queue and then wakes every
+/// [`BatchQueue::wait_for_room`] caller, who then sees it closed instead of waiting on.
+struct WriterEnd<T> {
+    rx: mpsc::Receiver<Item<T>>,
+    taken: Arc<Notify>,
+}
+
+impl<T> Drop for WriterEnd<T> {
+    fn drop(&mut self) {
+        self.rx.close();
+        self.taken.notify_waiters();
     }
 }
 
@@ -182,12 +201,19 @@ impl<T: Send + 'static> BatchQueue<T> {
         W: FnMut(Vec<T>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let (tx, mut rx) = mpsc::channel::<Item<T>>(capacity.max(1));
+        let (tx, rx) = mpsc::channel::<Item<T>>(capacity.max(1));
         let max_batch = max_batch.max(1);
+        let taken = Arc::new(Notify::new());
+        let mut end = WriterEnd {
+            rx,
+            taken: taken.clone(),
+        };
         runtime.spawn(async move {
             let mut items = Vec::with_capacity(max_batch);
             loop {
-                let Some(first) = rx.recv().await else { return };
+                let Some(first) = end.rx.recv().await else {
+                    return;
+                };
                 items.push(first);
                 let flushing =
                     |items: &[Item<T>]| items.iter().any(|i| matches!(i, Item::Flush(_)));
@@ -196,11 +222,12 @@ impl<T: Send + 'static> BatchQueue<T> {
                 }
                 // Take what arrived meanwhile, up to a batch (a flush marker does not count).
                 while items.len() < max_batch {
-                    match rx.try_recv() {
+                    match end.rx.try_recv() {
                         Ok(i) => items.push(i),
                         Err(_) => break,
                     }
                 }
+                end.taken.notify_waiters();
                 let mut records = Vec::with_capacity(items.len());
                 let mut acks = Vec::new();
                 for i in items.drain(..) {
@@ -217,7 +244,7 @@ impl<T: Send + 'static> BatchQueue<T> {
                 }
             }
         });
-        Self { tx }
+        Self { tx, taken }
     }
 
     /// Queue `item` without waiting; a full queue (or a stopped writer) hands it back.
@@ -240,17 +267,26 @@ impl<T: Send + 'static> BatchQueue<T> {
     /// for seconds), wait, so producers slow down instead of the queue overflowing and
     /// dropping records. Each batch the writer takes lets waiting callers go on, so the
     /// pauses are about one batch long. Returns whether it waited.
+    ///
+    /// Waiters sleep until the writer takes a batch (a notification, not polling: under
+    /// overload thousands of requests wait here, and each poll of one wakes its whole
+    /// connection task — at 2 ms polling that work alone saturated the core and starved the
+    /// writer it was waiting for, bench/RESULTS.md 2026-12-07).
     pub async fn wait_for_room(&self) -> bool {
-        let max = self.tx.max_capacity();
-        if self.backlog() <= max / 2 {
+        let half = self.tx.max_capacity() / 2;
+        if self.backlog() <= half {
             return false;
         }
-        // Polling, not a notification: this only runs while the queue is half full, and
-        // the sleeping callers are what leaves the writer CPU time.
-        while self.backlog() > max / 2 && !self.tx.is_closed() {
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        loop {
+            let taken = self.taken.notified();
+            tokio::pin!(taken);
+            // Registered before the check, so a batch taken in between still wakes us.
+            taken.as_mut().enable();
+            if self.backlog() <= half || self.tx.is_closed() {
+                return true;
+            }
+            taken.await;
         }
-        true
     }
 
     /// Wait until every item pushed before this call has been written (a stopped writer
@@ -387,16 +423,12 @@ mod tests {
 
     #[tokio::test]
     async fn producers_wait_while_the_queue_is_more_than_half_full() {
-        let (_bg, q, release) = held_queue(8);
-        assert!(!q.wait_for_room().await, "an empty queue admits at once");
-        // The writer takes the first item and blocks; the rest stay queued.
-        q.push(0).unwrap();
-        while q.backlog() > 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        for i in 1..=6 {
-            q.push(i).unwrap();
-        }
+        let (_bg, empty, _) = held_queue(8);
+        assert!(
+            !empty.wait_for_room().await,
+            "an empty queue admits at once"
+        );
+        let (_bg2, q, release) = behind_queue().await;
         assert!(q.backlog() > 4, "{}", q.backlog());
         let waiting = tokio::spawn({
             let q = q.clone();
@@ -407,6 +439,77 @@ mod tests {
         release.send(true).unwrap();
         assert!(waiting.await.unwrap(), "admitted once the writer caught up");
         assert!(q.backlog() <= 4);
+    }
+
+    /// A queue of 8 whose writer has taken one item and holds it, with six more queued.
+    async fn behind_queue() -> (
+        Background,
+        BatchQueue<u32>,
+        tokio::sync::watch::Sender<bool>,
+    ) {
+        let (bg, q, release) = held_queue(8);
+        q.push(0).unwrap();
+        while q.backlog() > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for i in 1..=6 {
+            q.push(i).unwrap();
+        }
+        (bg, q, release)
+    }
+
+    /// Counts how often the wrapped future is polled.
+    struct CountPolls<F> {
+        inner: std::pin::Pin<Box<F>>,
+        polls: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl<F: Future> Future for CountPolls<F> {
+        type Output = F::Output;
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<F::Output> {
+            self.polls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.as_mut().poll(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiting_producer_sleeps_until_the_writer_takes_a_batch() {
+        let (_bg, q, release) = behind_queue().await;
+        let polls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let waiting = tokio::spawn(CountPolls {
+            inner: Box::pin({
+                let q = q.clone();
+                async move { q.wait_for_room().await }
+            }),
+            polls: polls.clone(),
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Polling on a timer would have woken it dozens of times by now; under overload
+        // thousands of waiters doing that took the CPU the writer needed.
+        assert!(!waiting.is_finished());
+        let n = polls.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(n <= 2, "polled {n} times while nothing changed");
+        release.send(true).unwrap();
+        assert!(waiting.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_stopped_writer_releases_waiting_producers() {
+        let (bg, q, _release) = behind_queue().await;
+        let waiting = tokio::spawn({
+            let q = q.clone();
+            async move { q.wait_for_room().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        // The writer's runtime goes away with the queue still behind.
+        drop(bg);
+        assert!(waiting.await.unwrap(), "released, not left waiting forever");
+        assert!(q.push(99).is_err(), "a stopped writer takes nothing more");
     }
 
     #[tokio::test]

@@ -94,15 +94,38 @@ pub struct RecordedRequest {
 }
 
 /// Shared, test-controlled state: queued faults and replies, recorded requests.
-#[derive(Default)]
 pub struct MockControl {
     faults: Mutex<VecDeque<Fault>>,
     replies: Mutex<VecDeque<String>>,
     requests: Mutex<Vec<RecordedRequest>>,
+    /// Whether requests are kept for [`MockControl::requests`] (or only counted).
+    keep_requests: bool,
     served: AtomicU64,
 }
 
+impl Default for MockControl {
+    fn default() -> Self {
+        Self {
+            faults: Mutex::default(),
+            replies: Mutex::default(),
+            requests: Mutex::default(),
+            keep_requests: true,
+            served: AtomicU64::new(0),
+        }
+    }
+}
+
 impl MockControl {
+    /// A control that counts requests without keeping them: for the standalone process,
+    /// which nobody can ask for its recorded requests, so keeping a copy of each (headers
+    /// and parsed body) would only grow its memory for as long as a benchmark drives it.
+    pub fn counting_only() -> Self {
+        Self {
+            keep_requests: false,
+            ..Self::default()
+        }
+    }
+
     /// Apply these faults to the next requests, one each, in order.
     pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
         lock(&self.faults).extend(faults);
@@ -163,9 +186,17 @@ impl Drop for MockServer {
 
 /// Start a server on `127.0.0.1:0` in this runtime.
 pub async fn spawn(cfg: MockConfig) -> std::io::Result<MockServer> {
+    spawn_with_control(cfg, MockControl::default()).await
+}
+
+/// Like [`spawn`], with the given control (e.g. [`MockControl::counting_only`]).
+pub async fn spawn_with_control(
+    cfg: MockConfig,
+    control: MockControl,
+) -> std::io::Result<MockServer> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let control = Arc::new(MockControl::default());
+    let control = Arc::new(control);
     let c2 = control.clone();
     let task = tokio::spawn(async move {
         let _ = serve_with_control(listener, cfg, c2).await;
@@ -222,6 +253,9 @@ fn record(
     body: &Value,
 ) {
     st.control.served.fetch_add(1, Ordering::SeqCst);
+    if !st.control.keep_requests {
+        return;
+    }
     lock(&st.control.requests).push(RecordedRequest {
         path,
         query,
@@ -866,6 +900,27 @@ mod tests {
             assert_eq!(parts.concat(), t);
             assert!(parts.iter().all(|p| !p.is_empty()));
         }
+    }
+
+    #[tokio::test]
+    async fn a_counting_only_control_counts_requests_without_keeping_them() {
+        let server = spawn_with_control(MockConfig::default(), MockControl::counting_only())
+            .await
+            .unwrap();
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        for _ in 0..3 {
+            assert!(
+                openai_text(&server, body.clone())
+                    .await
+                    .contains("Mock answer")
+            );
+        }
+        assert_eq!(server.control.request_count(), 3);
+        assert!(server.control.requests().is_empty());
+
+        let recording = spawn(MockConfig::default()).await.unwrap();
+        openai_text(&recording, body).await;
+        assert_eq!(recording.control.requests().len(), 1);
     }
 
     #[tokio::test]

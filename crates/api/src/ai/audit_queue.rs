@@ -11,11 +11,6 @@ use assay_store::Db;
 use assay_store::repo::audit::{self, NewAuditEvent};
 use std::time::Duration;
 
-/// One transaction per tick instead of one per handful of events: each statement is a round
-/// trip to the database, and on SQLite every transaction serialises with the others.
-const GATHER: Duration = BOOKKEEPING_GATHER;
-const BATCH: usize = BOOKKEEPING_BATCH;
-
 #[derive(Clone)]
 pub struct AuditQueue {
     queue: BatchQueue<NewAuditEvent>,
@@ -25,7 +20,11 @@ impl AuditQueue {
     /// Start the writer on `runtime` (the bookkeeping thread, which `db` must belong to);
     /// it ends when every queue clone is dropped, after writing what is queued.
     pub fn start(runtime: &Background, db: Db, capacity: usize) -> Self {
-        let queue = BatchQueue::start(runtime.handle(), capacity, GATHER, BATCH, move |events| {
+        // One transaction per bookkeeping window instead of one per handful of events: each
+        // statement is a round trip to the database, and on SQLite every transaction
+        // serialises with the others.
+        let (gather, most) = (BOOKKEEPING_GATHER, BOOKKEEPING_BATCH);
+        let queue = BatchQueue::start(runtime.handle(), capacity, gather, most, move |events| {
             let db = db.clone();
             async move {
                 let n = events.len() as u64;
