@@ -116,9 +116,10 @@ impl Default for MockControl {
 }
 
 impl MockControl {
-    /// A control that counts requests without keeping them: for the standalone process,
-    /// which nobody can ask for its recorded requests, so keeping a copy of each (headers
-    /// and parsed body) would only grow its memory for as long as a benchmark drives it.
+    /// A control that counts requests without keeping them: for a server nobody can ask
+    /// for its recorded requests (the standalone process, a benchmark's mock), where keeping
+    /// a copy of each (headers and parsed body) would only grow its memory for as long as
+    /// a benchmark drives it.
     pub fn counting_only() -> Self {
         Self {
             keep_requests: false,
@@ -208,9 +209,10 @@ pub async fn spawn_with_control(
     })
 }
 
-/// Serve on an already-bound listener until the task is dropped.
+/// Serve on an already-bound listener until the task is dropped. Nobody holds the control,
+/// so requests are counted, not kept (see [`MockControl::counting_only`]).
 pub async fn serve(listener: TcpListener, cfg: MockConfig) -> std::io::Result<()> {
-    serve_with_control(listener, cfg, Arc::new(MockControl::default())).await
+    serve_with_control(listener, cfg, Arc::new(MockControl::counting_only())).await
 }
 
 /// Like [`serve`], with a control handle kept by the caller.

@@ -30,7 +30,7 @@ async fn main() -> std::io::Result<()> {
     let a = Args::parse();
     let listener = tokio::net::TcpListener::bind(a.addr).await?;
     eprintln!("mock-llm listening on http://{}", listener.local_addr()?);
-    mock_llm::serve_with_control(
+    mock_llm::serve(
         listener,
         mock_llm::MockConfig {
             latency: Duration::from_millis(a.latency_ms),
@@ -38,7 +38,6 @@ async fn main() -> std::io::Result<()> {
             chunk_interval: Duration::from_millis(a.chunk_interval_ms),
             cached_prompt_tokens: a.cached_prompt_tokens,
         },
-        std::sync::Arc::new(mock_llm::MockControl::counting_only()),
     )
     .await
 }
