@@ -246,8 +246,18 @@ async fn open(
     }
 }
 
+/// Page size of new SQLite databases (an existing one keeps its own: in WAL mode SQLite
+/// ignores the setting). The default 4 KiB holds only three or four audit events (~1 KiB
+/// each with their hashes and details), and every page a commit changes is written to the
+/// WAL and later copied by the checkpoint, one system call each: with 16 KiB pages the AI
+/// bookkeeping makes 1.3–1.5 file reads and writes per call instead of 2.4–3.2
+/// (bench/RESULTS.md, 2026-12-07) — it counts on virtual machines where every call traps.
+const SQLITE_PAGE_SIZE: u32 = 16 * 1024;
+
 fn sqlite_options(opts: SqliteConnectOptions, s: &DbSettings) -> SqliteConnectOptions {
-    opts.journal_mode(SqliteJournalMode::Wal)
+    // sqlx sets page_size before journal_mode, as a new WAL database needs.
+    opts.page_size(SQLITE_PAGE_SIZE)
+        .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(s.sqlite_busy_timeout)

@@ -493,6 +493,16 @@ async fn ping_reports_latency_and_pool(t: TestDb) {
                 .unwrap()
                 .unwrap();
         assert_eq!(fk.try_get_by_index::<i32>(0).unwrap(), 1);
+        let page =
+            t.db.primary()
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    "PRAGMA page_size",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(page.try_get_by_index::<i64>(0).unwrap(), 16 * 1024);
     }
 }
 
