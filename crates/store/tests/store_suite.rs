@@ -470,40 +470,29 @@ async fn ping_reports_latency_and_pool(t: TestDb) {
     let pool = t.db.pool_status();
     assert!(pool.max >= 1 && pool.size >= 1, "{pool:?} on {}", t.label());
     if t.settings.url.backend() == Backend::Sqlite {
-        let row =
-            t.db.primary()
-                .query_one_raw(sea_orm::Statement::from_string(
-                    sea_orm::DbBackend::Sqlite,
-                    "PRAGMA journal_mode",
-                ))
-                .await
-                .unwrap()
-                .unwrap();
         assert_eq!(
-            row.try_get_by_index::<String>(0).unwrap().to_lowercase(),
+            sqlite_pragma::<String>(&t.db, "journal_mode")
+                .await
+                .to_lowercase(),
             "wal"
         );
-        let fk =
-            t.db.primary()
-                .query_one_raw(sea_orm::Statement::from_string(
-                    sea_orm::DbBackend::Sqlite,
-                    "PRAGMA foreign_keys",
-                ))
-                .await
-                .unwrap()
-                .unwrap();
-        assert_eq!(fk.try_get_by_index::<i32>(0).unwrap(), 1);
-        let page =
-            t.db.primary()
-                .query_one_raw(sea_orm::Statement::from_string(
-                    sea_orm::DbBackend::Sqlite,
-                    "PRAGMA page_size",
-                ))
-                .await
-                .unwrap()
-                .unwrap();
-        assert_eq!(page.try_get_by_index::<i64>(0).unwrap(), 16 * 1024);
+        assert_eq!(sqlite_pragma::<i32>(&t.db, "foreign_keys").await, 1);
+        assert_eq!(sqlite_pragma::<i64>(&t.db, "page_size").await, 16 * 1024);
     }
+}
+
+/// The value of `PRAGMA name` on the primary connection.
+async fn sqlite_pragma<T: sea_orm::TryGetable>(db: &Db, name: &str) -> T {
+    db.primary()
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            format!("PRAGMA {name}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<T>(0)
+        .unwrap()
 }
 
 fn token_row(hash: &str) -> sessions::TokenRow {
