@@ -6,7 +6,7 @@
 
 use crate::types::{ProviderKind, TaskKind, Tier};
 use assay_core::{OrgId, UserId};
-use assay_infra::background::{BOOKKEEPING_BATCH, BOOKKEEPING_GATHER, BatchQueue};
+use assay_infra::background::BatchQueue;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -175,9 +175,7 @@ impl UsageLedger {
     ) -> Self {
         let dropped = Arc::new(AtomicU64::new(0));
         let d2 = dropped.clone();
-        // One write per bookkeeping window under load, and no wake-up of the writer per call.
-        let (gather, most) = (BOOKKEEPING_GATHER, BOOKKEEPING_BATCH);
-        let queue = BatchQueue::start(runtime, capacity, gather, most, move |batch| {
+        let queue = BatchQueue::start_bookkeeping(runtime, capacity, move |batch| {
             let (sink, dropped) = (sink.clone(), d2.clone());
             async move {
                 if let Err(e) = sink.write_batch(&batch).await {
@@ -222,6 +220,7 @@ impl UsageLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use assay_infra::background::BOOKKEEPING_BATCH;
 
     pub(crate) fn sample(org: OrgId, model: &str, cost: f64) -> UsageRecord {
         UsageRecord {

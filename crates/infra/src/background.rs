@@ -247,6 +247,23 @@ impl<T: Send + 'static> BatchQueue<T> {
         Self { tx, taken }
     }
 
+    /// [`BatchQueue::start`] with the bookkeeping window ([`BOOKKEEPING_GATHER`],
+    /// [`BOOKKEEPING_BATCH`]): one write per window under load instead of one per record,
+    /// and no wake-up of the writer per record.
+    pub fn start_bookkeeping<W, Fut>(runtime: &Handle, capacity: usize, write: W) -> Self
+    where
+        W: FnMut(Vec<T>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Self::start(
+            runtime,
+            capacity,
+            BOOKKEEPING_GATHER,
+            BOOKKEEPING_BATCH,
+            write,
+        )
+    }
+
     /// Queue `item` without waiting; a full queue (or a stopped writer) hands it back.
     pub fn push(&self, item: T) -> Result<(), T> {
         self.tx

@@ -247,20 +247,14 @@ pub fn router(cfg: MockConfig, control: Arc<MockControl>) -> Router {
         })
 }
 
-fn record(
-    st: &AppState,
-    path: String,
-    query: HashMap<String, String>,
-    h: &HeaderMap,
-    body: &Value,
-) {
+fn record(st: &AppState, path: &str, query: &HashMap<String, String>, h: &HeaderMap, body: &Value) {
     st.control.served.fetch_add(1, Ordering::SeqCst);
     if !st.control.keep_requests {
         return;
     }
     lock(&st.control.requests).push(RecordedRequest {
-        path,
-        query,
+        path: path.to_owned(),
+        query: query.clone(),
         headers: h.clone(),
         body: body.clone(),
     });
@@ -402,7 +396,7 @@ async fn openai(
             );
         }
     };
-    record(&st, uri.path().to_owned(), query, &headers, &body);
+    record(&st, uri.path(), &query, &headers, &body);
     let has_key = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -661,7 +655,7 @@ async fn gemini(
             );
         }
     };
-    record(&st, uri.path().to_owned(), query.clone(), &headers, &body);
+    record(&st, uri.path(), &query, &headers, &body);
     let stream = match action.as_str() {
         "generateContent" => false,
         "streamGenerateContent" => true,

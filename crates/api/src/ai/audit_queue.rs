@@ -6,7 +6,7 @@
 //! (`assay_ai_audit_dropped_total`); the calls it described have already been answered.
 //! At shutdown the server flushes the queue ([`AuditQueue::flush`]) before it exits.
 
-use assay_infra::background::{BOOKKEEPING_BATCH, BOOKKEEPING_GATHER, Background, BatchQueue};
+use assay_infra::background::{Background, BatchQueue};
 use assay_store::Db;
 use assay_store::repo::audit::{self, NewAuditEvent};
 use std::time::Duration;
@@ -23,8 +23,7 @@ impl AuditQueue {
         // One transaction per bookkeeping window instead of one per handful of events: each
         // statement is a round trip to the database, and on SQLite every transaction
         // serialises with the others.
-        let (gather, most) = (BOOKKEEPING_GATHER, BOOKKEEPING_BATCH);
-        let queue = BatchQueue::start(runtime.handle(), capacity, gather, most, move |events| {
+        let queue = BatchQueue::start_bookkeeping(runtime.handle(), capacity, move |events| {
             let db = db.clone();
             async move {
                 let n = events.len() as u64;
