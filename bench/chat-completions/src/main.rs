@@ -9,8 +9,13 @@
 //! mock, one worker, a master key). Assay (and LiteLLM) run on one CPU (`taskset -c 0`);
 //! this load generator re-executes itself on the other (`taskset -c 1`), and mock-llm, which
 //! stands for a remote provider, runs beside the generator unless `--mock-cpu 0` puts it on
-//! the server's core. Each closed-loop round also prints the CPU time each server process
-//! used per answered request (`/proc/<pid>/stat`), the figure that decides capacity.
+//! the server's core. The two servers take turns on their core: the one not being measured
+//! is stopped (SIGSTOP, resumed with SIGCONT for its turn), so an idle LiteLLM's Python
+//! housekeeping never runs inside Assay's measurement, nor Assay's bookkeeping inside
+//! LiteLLM's; before it is stopped a server is let settle (finish deferred work such as
+//! Assay's bookkeeping after a saturated closed loop). Each closed-loop round also prints
+//! the CPU time each server process used per answered request (`/proc/<pid>/stat`), the
+//! figure that decides capacity.
 //!
 //! 1. Latency: closed loop at each `--concurrency`, `--requests` per target (bounded by
 //!    `--max-secs`), targets interleaved in `--rounds`; prints p50/p99 per target, the
@@ -93,6 +98,40 @@ struct Args {
 struct Server {
     name: &'static str,
     child: Child,
+}
+
+/// The servers sharing the server CPU take turns: `active` (a target's name) runs, every
+/// other one is stopped with SIGSTOP until its own turn (SIGCONT). `direct` stops them all.
+/// A server is first let settle — finish what it deferred, such as Assay's bookkeeping
+/// after a saturated closed loop — so its next turn does not start with that backlog.
+async fn take_turn(servers: &[(&str, u32)], active: &str) {
+    for &(name, pid) in servers {
+        if name != active {
+            settle(pid).await;
+        }
+        let signal = if name == active { "-CONT" } else { "-STOP" };
+        let sent = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill {signal} {pid} ({name}) failed");
+    }
+}
+
+/// Wait (up to 10 s) until `pid` uses at most one clock tick of CPU in 250 ms. A stopped
+/// process is settled at once.
+async fn settle(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = cpu_time(pid);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = cpu_time(pid);
+        match (last, now) {
+            (Some(a), Some(b)) if b.saturating_sub(a) > Duration::from_millis(10) => last = now,
+            _ => return,
+        }
+    }
 }
 
 impl Drop for Server {
@@ -639,6 +678,8 @@ async fn main() -> std::process::ExitCode {
         p.push(("load generator", std::process::id()));
         p
     };
+    let mut servers = vec![("assay", assay_pid)];
+    servers.extend(litellm_pid.map(|p| ("litellm", p)));
     let mut targets = vec![direct.clone(), assay.clone()];
     if let Some((_, t)) = &litellm {
         targets.push(t.clone());
@@ -655,6 +696,7 @@ async fn main() -> std::process::ExitCode {
         args.client_cpu
     );
     for t in &targets {
+        take_turn(&servers, t.name).await;
         let warm = closed_loop(&client, t, args.warmup, 4, Duration::from_secs(60)).await;
         if warm.failures > 0 {
             println!(
@@ -678,6 +720,7 @@ async fn main() -> std::process::ExitCode {
         for round in 1..=args.rounds {
             println!(" round {round}");
             for (i, t) in targets.iter().enumerate() {
+                take_turn(&servers, t.name).await;
                 let procs = processes_of(t.name);
                 let (run, cpu) =
                     cpu_per_request(&procs, closed_loop(&client, t, args.requests, c, max)).await;
@@ -720,6 +763,7 @@ async fn main() -> std::process::ExitCode {
     let mut best = None;
     for &rate in &args.rates {
         println!(" {rate} req/s");
+        take_turn(&servers, "direct").await;
         let (d, cpu) = cpu_per_request(
             &processes_of("direct"),
             open_loop(&client, &direct, rate, args.step_secs),
@@ -727,6 +771,7 @@ async fn main() -> std::process::ExitCode {
         .await;
         report("direct", &d);
         println!("    direct CPU per request: {cpu}");
+        take_turn(&servers, "assay").await;
         let (a, cpu) = cpu_per_request(
             &processes_of("assay"),
             open_loop(&client, &assay, rate, args.step_secs),
