@@ -13,7 +13,8 @@ use assay_core::{OrgCtx, OrgId, UserId};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, Statement,
 };
 use sha2::{Digest, Sha256};
 
@@ -148,31 +149,54 @@ fn chain_of(org: Option<OrgId>) -> String {
 /// Canonical encoding hashed into the chain: a JSON array of the stored column values in a
 /// fixed order, timestamps at microsecond precision. Changing this breaks every existing
 /// chain, so it is versioned by its first element.
-fn canonical(m: &event::Model) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!([
-        "v1",
-        m.chain,
-        m.seq,
-        m.id.to_string(),
-        m.org_id.map(|o| o.to_string()),
-        m.actor_type,
-        m.actor_id,
-        m.action,
-        m.resource_type,
-        m.resource_id,
-        m.outcome,
-        m.ip,
-        m.user_agent,
-        m.request_id,
-        m.details,
-        m.created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-        m.prev_hash,
-    ]))
-    .expect("a JSON array of strings and numbers always serialises")
+///
+/// Written straight into `out` with serde_json's serializer: the same bytes as
+/// `serde_json::to_vec(&json!([...]))` of those values (a test holds the two together), without
+/// building a `Value` tree — copying every column, the details included, for each event
+/// hashed was most of the bookkeeping thread's own work in the chat-completions benchmark.
+fn canonical_into(m: &event::Model, out: &mut Vec<u8>) {
+    use serde::ser::{SerializeSeq, Serializer};
+    /// A `Display` value serialised as a JSON string without an intermediate `String`.
+    struct AsStr<T>(T);
+    impl<T: std::fmt::Display> serde::Serialize for AsStr<T> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(&self.0)
+        }
+    }
+    let mut ser = serde_json::Serializer::new(out);
+    let written = (|| {
+        let mut a = ser.serialize_seq(Some(17))?;
+        a.serialize_element("v1")?;
+        a.serialize_element(&m.chain)?;
+        a.serialize_element(&m.seq)?;
+        a.serialize_element(&AsStr(m.id.hyphenated()))?;
+        a.serialize_element(&m.org_id.map(|o| AsStr(o.hyphenated())))?;
+        a.serialize_element(&m.actor_type)?;
+        a.serialize_element(&m.actor_id)?;
+        a.serialize_element(&m.action)?;
+        a.serialize_element(&m.resource_type)?;
+        a.serialize_element(&m.resource_id)?;
+        a.serialize_element(&m.outcome)?;
+        a.serialize_element(&m.ip)?;
+        a.serialize_element(&m.user_agent)?;
+        a.serialize_element(&m.request_id)?;
+        a.serialize_element(&m.details)?;
+        a.serialize_element(&AsStr(m.created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ")))?;
+        a.serialize_element(&m.prev_hash)?;
+        a.end()
+    })();
+    written.expect("a JSON array of strings and numbers always serialises into a Vec");
+}
+
+/// The chain hash of `m`, with `buf` as scratch space (reused across events).
+fn hash_with(m: &event::Model, buf: &mut Vec<u8>) -> String {
+    buf.clear();
+    canonical_into(m, buf);
+    hex::encode(Sha256::digest(buf.as_slice()))
 }
 
 fn hash_of(m: &event::Model) -> String {
-    hex::encode(Sha256::digest(canonical(m)))
+    hash_with(m, &mut Vec::new())
 }
 
 /// Append one event. Call it with the transaction of the change it records, so both commit
@@ -260,6 +284,7 @@ async fn append_to_chain(
     // of hundreds never holds them all at once or copies them for the statement.
     let mut events = events.into_iter();
     let mut seqs = first_seq..;
+    let mut scratch = Vec::with_capacity(1024);
     loop {
         let mut chunk = Vec::with_capacity(INSERT_CHUNK);
         for (seq, new) in seqs.by_ref().zip(events.by_ref()).take(INSERT_CHUNK) {
@@ -283,22 +308,23 @@ async fn append_to_chain(
                 prev_hash: std::mem::take(&mut prev_hash),
                 hash: String::new(),
             };
-            model.hash = hash_of(&model);
+            model.hash = hash_with(&model, &mut scratch);
             prev_hash = model.hash.clone();
             chunk.push(model);
         }
         if chunk.is_empty() {
             break;
         }
-        let rows: Vec<event::ActiveModel> = match keep {
-            Keep::Rows => {
-                kept.extend(chunk.iter().cloned());
-                chunk.into_iter().map(Into::into).collect()
-            }
-            Keep::Nothing => chunk.into_iter().map(Into::into).collect(),
-        };
-        event::Entity::insert_many(rows)
-            .exec_without_returning(conn)
+        if keep == Keep::Rows {
+            kept.extend(chunk.iter().cloned());
+        }
+        let backend = conn.get_database_backend();
+        let sql = insert_sql(backend, chunk.len());
+        let values = chunk
+            .into_iter()
+            .flat_map(insert_values)
+            .collect::<Vec<_>>();
+        conn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?;
         tokio::task::yield_now().await;
     }
@@ -308,6 +334,83 @@ async fn append_to_chain(
         .exec(conn)
         .await?;
     Ok(kept)
+}
+
+/// Columns of `audit_events` in the order [`insert_values`] gives their values.
+const INSERT_COLUMNS: [&str; 17] = [
+    "id",
+    "chain",
+    "seq",
+    "org_id",
+    "actor_type",
+    "actor_id",
+    "action",
+    "resource_type",
+    "resource_id",
+    "outcome",
+    "ip",
+    "user_agent",
+    "request_id",
+    "details",
+    "created_at",
+    "prev_hash",
+    "hash",
+];
+
+/// `INSERT INTO audit_events (...) VALUES (...), ...` for `rows` events, in the backend's
+/// placeholder style. Written out here rather than through `insert_many`: converting each
+/// row to an `ActiveModel` and rendering the statement from sea-query's tree copied every
+/// value twice and rebuilt the same text for every chunk; the values below are moved in
+/// with the same `Value` types the `ActiveModel` would give them, so they encode alike.
+fn insert_sql(backend: DbBackend, rows: usize) -> String {
+    use std::fmt::Write;
+    let cols = INSERT_COLUMNS.len();
+    let mut sql = String::with_capacity(64 + 16 * cols + rows * cols * 6);
+    sql.push_str("INSERT INTO \"audit_events\" (");
+    for (i, c) in INSERT_COLUMNS.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(sql, "{sep}\"{c}\"");
+    }
+    sql.push_str(") VALUES ");
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            let sep = if c == 0 { "" } else { ", " };
+            match backend {
+                DbBackend::Postgres => {
+                    let _ = write!(sql, "{sep}${}", r * cols + c + 1);
+                }
+                _ => {
+                    let _ = write!(sql, "{sep}?");
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// One event's values in [`INSERT_COLUMNS`] order.
+fn insert_values(m: event::Model) -> [sea_orm::Value; 17] {
+    [
+        m.id.into(),
+        m.chain.into(),
+        m.seq.into(),
+        m.org_id.into(),
+        m.actor_type.into(),
+        m.actor_id.into(),
+        m.action.into(),
+        m.resource_type.into(),
+        m.resource_id.into(),
+        m.outcome.into(),
+        m.ip.into(),
+        m.user_agent.into(),
+        m.request_id.into(),
+        m.details.into(),
+        m.created_at.into(),
+        m.prev_hash.into(),
+        m.hash.into(),
+    ]
 }
 
 /// Whether [`append_to_chain`] returns the stored rows (a batch writer needs only the count).
@@ -461,4 +564,85 @@ pub async fn chains(conn: &impl ConnectionTrait) -> Result<Vec<Option<OrgId>>, S
         .into_iter()
         .map(|h| h.chain.parse().ok().map(OrgId))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The encoding as first written (a `json!` array): what every chain stored so far was
+    /// hashed over, so [`canonical_into`] must produce exactly its bytes.
+    fn canonical_as_first_written(m: &event::Model) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!([
+            "v1",
+            m.chain,
+            m.seq,
+            m.id.to_string(),
+            m.org_id.map(|o| o.to_string()),
+            m.actor_type,
+            m.actor_id,
+            m.action,
+            m.resource_type,
+            m.resource_id,
+            m.outcome,
+            m.ip,
+            m.user_agent,
+            m.request_id,
+            m.details,
+            m.created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            m.prev_hash,
+        ]))
+        .unwrap()
+    }
+
+    fn model(full: bool) -> event::Model {
+        let some = |s: &str| full.then(|| s.to_owned());
+        event::Model {
+            id: uuid::Uuid::now_v7(),
+            chain: "platform".into(),
+            seq: i64::MAX - 3,
+            org_id: full.then(uuid::Uuid::new_v4),
+            actor_type: "user".into(),
+            actor_id: some("8d7a\u{e9}"),
+            action: "ai.call".into(),
+            resource_type: some("control"),
+            resource_id: some("A.5.1"),
+            outcome: "denied".into(),
+            ip: some("2001:db8::1"),
+            user_agent: some("agent \"quoted\" \\ back\tslash \u{1} \u{2028} \u{1F600}"),
+            request_id: some("req-1"),
+            details: r#"{"prompt":"line\nbreak","n":1.5,"nested":{"a":[null,true]}}"#.into(),
+            created_at: super::super::now(),
+            prev_hash: GENESIS_HASH.into(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_insert_names_every_column_of_the_entity_in_model_order() {
+        use sea_orm::{IdenStatic, Iterable};
+        let entity: Vec<&str> = event::Column::iter().map(|c| c.as_str()).collect();
+        assert_eq!(entity, INSERT_COLUMNS);
+        let sql = insert_sql(DbBackend::Postgres, 2);
+        assert!(sql.ends_with("$33, $34)"), "{sql}");
+        assert_eq!(insert_sql(DbBackend::Sqlite, 3).matches('?').count(), 51);
+    }
+
+    #[test]
+    fn the_canonical_encoding_keeps_the_bytes_existing_chains_were_hashed_over() {
+        let mut buf = Vec::new();
+        for full in [true, false] {
+            let m = model(full);
+            buf.clear();
+            canonical_into(&m, &mut buf);
+            assert_eq!(
+                String::from_utf8(buf.clone()).unwrap(),
+                String::from_utf8(canonical_as_first_written(&m)).unwrap()
+            );
+            assert_eq!(
+                hash_of(&m),
+                hex::encode(Sha256::digest(canonical_as_first_written(&m)))
+            );
+        }
+    }
 }
