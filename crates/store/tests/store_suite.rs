@@ -49,6 +49,7 @@ on_both_backends!(
     api_keys_are_scoped_and_revocable,
     login_failures_count_and_clear,
     ai_usage_ledger_sums_spend_and_groups_by_day,
+    a_full_bookkeeping_batch_of_usage_is_stored_whole,
     monthly_spend_is_backfilled_from_the_ledger,
     posture_adoption_controls_and_profile_are_org_scoped,
     assessments_move_through_their_life_cycle_scoped_to_their_org,
@@ -699,6 +700,25 @@ fn usage(
         outcome: "ok".into(),
         at,
     }
+}
+
+/// The usage writer hands over up to `BOOKKEEPING_BATCH` (2,048) records at once: more
+/// bound values than one SQLite statement takes (32,766) if they went in one INSERT.
+async fn a_full_bookkeeping_batch_of_usage_is_stored_whole(t: TestDb) {
+    let (user, org) = signup(&t.db, "batch@example.com", "AiBatch").await;
+    let at = chrono::Utc::now();
+    let batch: Vec<_> = (0..2048)
+        .map(|_| usage(org.id, Some(user.id), "gpt-4o-mini", 0.001, at, false))
+        .collect();
+    let c = t.db.primary();
+    assert_eq!(ai_usage::insert_batch(c, &batch).await.unwrap(), 2048);
+    assert_eq!(
+        ai_usage::insert_batch(c, &batch).await.unwrap(),
+        0,
+        "a retry adds nothing"
+    );
+    let month = ai_usage::org_spend_in_month(c, org.id, at).await.unwrap();
+    assert!((month - 2.048).abs() < 1e-9, "{month}");
 }
 
 async fn ai_usage_ledger_sums_spend_and_groups_by_day(t: TestDb) {

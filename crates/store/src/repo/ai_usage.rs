@@ -43,8 +43,13 @@ fn i64_of(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Insert a batch (one statement for the rows, one per organisation and month for the
-/// monthly totals); run it in a transaction so rows and totals agree. Re-inserting a record
+/// Rows per INSERT (and ids per lookup): a bookkeeping batch holds up to 2,048 records of 21
+/// columns, more bound values than SQLite takes in one statement (32,766) — one INSERT for
+/// the whole batch failed, and lost it, above ~1,560 records. 256 rows are 5,376 values.
+const INSERT_CHUNK: usize = 256;
+
+/// Insert a batch (a statement per [`INSERT_CHUNK`] rows, one per organisation and month
+/// for the monthly totals); run it in a transaction so rows and totals agree. Re-inserting a record
 /// already stored (same id: a retried batch) is ignored and not added to the totals, so a
 /// retry never double-counts spend. Returns how many records were new.
 pub async fn insert_batch(
@@ -54,15 +59,18 @@ pub async fn insert_batch(
     if records.is_empty() {
         return Ok(0);
     }
-    let stored: HashSet<Uuid> = usage::Entity::find()
-        .select_only()
-        .column(usage::Column::Id)
-        .filter(usage::Column::Id.is_in(records.iter().map(|r| r.id)))
-        .into_tuple::<Uuid>()
-        .all(conn)
-        .await?
-        .into_iter()
-        .collect();
+    let mut stored: HashSet<Uuid> = HashSet::new();
+    for chunk in records.chunks(INSERT_CHUNK) {
+        stored.extend(
+            usage::Entity::find()
+                .select_only()
+                .column(usage::Column::Id)
+                .filter(usage::Column::Id.is_in(chunk.iter().map(|r| r.id)))
+                .into_tuple::<Uuid>()
+                .all(conn)
+                .await?,
+        );
+    }
     let mut seen = HashSet::with_capacity(records.len());
     let new: Vec<&NewAiUsage> = records
         .iter()
@@ -71,7 +79,7 @@ pub async fn insert_batch(
     if new.is_empty() {
         return Ok(0);
     }
-    let rows = new.iter().map(|r| usage::ActiveModel {
+    let row = |r: &&NewAiUsage| usage::ActiveModel {
         id: Set(r.id),
         org_id: Set(r.org_id.0),
         user_id: Set(r.user_id.map(|u| u.0)),
@@ -93,15 +101,18 @@ pub async fn insert_batch(
         streamed: Set(r.streamed),
         outcome: Set(r.outcome.clone()),
         at: Set(r.at),
-    });
-    let res = usage::Entity::insert_many(rows)
-        .on_conflict(
-            sea_orm::sea_query::OnConflict::column(usage::Column::Id)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await?;
+    };
+    let mut res = 0;
+    for chunk in new.chunks(INSERT_CHUNK) {
+        res += usage::Entity::insert_many(chunk.iter().map(row))
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::column(usage::Column::Id)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
+    }
     add_to_months(conn, &new).await?;
     Ok(res)
 }
