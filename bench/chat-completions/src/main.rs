@@ -20,9 +20,9 @@
 //! 1. Latency: closed loop at each `--concurrency`, `--requests` per target (bounded by
 //!    `--max-secs`), targets interleaved in `--rounds`; prints p50/p99 per target, the
 //!    added p99 over direct and LiteLLM's added p99 divided by Assay's.
-//! 2. Capacity: open loop against Assay at each of `--rates` for `--step-secs`, latency
-//!    measured from each request's scheduled send time (no coordinated omission); the
-//!    highest rate with every request answered and p99 <= `--p99-ms` is reported. The same
+//! 2. Capacity: open loop against Assay at each of `--rates` for `--step-secs` (after
+//!    `--step-warmup-secs` at that rate, unmeasured), latency measured from each
+//!    request's scheduled send time (no coordinated omission); the highest rate with every request answered and p99 <= `--p99-ms` is reported. The same
 //!    steps against `direct` show how much of the ceiling is the generator and the mock.
 //!
 //! Every response is checked (200 and the mock's answer text); a failed request counts and
@@ -68,6 +68,10 @@ struct Args {
     /// Seconds per capacity step.
     #[arg(long, default_value_t = 5)]
     step_secs: u64,
+    /// Unmeasured seconds at each step's rate before the step (per target): a step measures
+    /// the steady state, not the first second after the target's turn began.
+    #[arg(long, default_value_t = 1)]
+    step_warmup_secs: u64,
     /// The p99 a step must stay within to count as sustained (milliseconds).
     #[arg(long, default_value_t = 5.0)]
     p99_ms: f64,
@@ -757,13 +761,14 @@ async fn main() -> std::process::ExitCode {
 
     // 2. Highest rate Assay sustains with p99 within the target; direct alongside.
     println!(
-        "\n== capacity, open loop, {} s per step, sustained = all answered and p99 <= {} ms",
-        args.step_secs, args.p99_ms
+        "\n== capacity, open loop, {} s per step after {} s unmeasured, sustained = all answered and p99 <= {} ms",
+        args.step_secs, args.step_warmup_secs, args.p99_ms
     );
     let mut best = None;
     for &rate in &args.rates {
         println!(" {rate} req/s");
         take_turn(&servers, "direct").await;
+        open_loop(&client, &direct, rate, args.step_warmup_secs).await;
         let (d, cpu) = cpu_per_request(
             &processes_of("direct"),
             open_loop(&client, &direct, rate, args.step_secs),
@@ -772,6 +777,7 @@ async fn main() -> std::process::ExitCode {
         report("direct", &d);
         println!("    direct CPU per request: {cpu}");
         take_turn(&servers, "assay").await;
+        open_loop(&client, &assay, rate, args.step_warmup_secs).await;
         let (a, cpu) = cpu_per_request(
             &processes_of("assay"),
             open_loop(&client, &assay, rate, args.step_secs),
