@@ -764,25 +764,24 @@ async fn main() -> std::process::ExitCode {
         "\n== capacity, open loop, {} s per step after {} s unmeasured, sustained = all answered and p99 <= {} ms",
         args.step_secs, args.step_warmup_secs, args.p99_ms
     );
+    // One step against `t`: its turn on the server core, the unmeasured warm-up, then the
+    // measured open loop with the CPU each process used per answered request.
+    let step = |t: &Target, rate: u64| {
+        let (client, servers, t) = (&client, &servers, t.clone());
+        let procs = processes_of(t.name);
+        async move {
+            take_turn(servers, t.name).await;
+            open_loop(client, &t, rate, args.step_warmup_secs).await;
+            cpu_per_request(&procs, open_loop(client, &t, rate, args.step_secs)).await
+        }
+    };
     let mut best = None;
     for &rate in &args.rates {
         println!(" {rate} req/s");
-        take_turn(&servers, "direct").await;
-        open_loop(&client, &direct, rate, args.step_warmup_secs).await;
-        let (d, cpu) = cpu_per_request(
-            &processes_of("direct"),
-            open_loop(&client, &direct, rate, args.step_secs),
-        )
-        .await;
+        let (d, cpu) = step(&direct, rate).await;
         report("direct", &d);
         println!("    direct CPU per request: {cpu}");
-        take_turn(&servers, "assay").await;
-        open_loop(&client, &assay, rate, args.step_warmup_secs).await;
-        let (a, cpu) = cpu_per_request(
-            &processes_of("assay"),
-            open_loop(&client, &assay, rate, args.step_secs),
-        )
-        .await;
+        let (a, cpu) = step(&assay, rate).await;
         let ok = report("assay", &a).is_some_and(|s| a.failures == 0 && ms(s.p99) <= args.p99_ms);
         println!(
             "  assay at {rate} req/s: {} (CPU per request: {cpu})",
