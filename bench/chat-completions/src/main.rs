@@ -22,8 +22,9 @@
 //!    added p99 over direct and LiteLLM's added p99 divided by Assay's.
 //! 2. Capacity: open loop against Assay at each of `--rates` for `--step-secs` (after
 //!    `--step-warmup-secs` at that rate, unmeasured), latency measured from each
-//!    request's scheduled send time (no coordinated omission); the highest rate with every request answered and p99 <= `--p99-ms` is reported. The same
-//!    steps against `direct` show how much of the ceiling is the generator and the mock.
+//!    request's scheduled send time (no coordinated omission); the highest rate with every
+//!    request answered and p99 <= `--p99-ms` is reported. The same steps against `direct`
+//!    show how much of the ceiling is the generator and the mock.
 //!
 //! Every response is checked (200 and the mock's answer text); a failed request counts and
 //! is reported, never timed as a success.

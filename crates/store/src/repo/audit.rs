@@ -358,10 +358,10 @@ const INSERT_COLUMNS: [&str; 17] = [
 ];
 
 /// `INSERT INTO audit_events (...) VALUES (...), ...` for `rows` events, in the backend's
-/// placeholder style. Written out here rather than through `insert_many`: converting each
-/// row to an `ActiveModel` and rendering the statement from sea-query's tree copied every
-/// value twice and rebuilt the same text for every chunk; the values below are moved in
-/// with the same `Value` types the `ActiveModel` would give them, so they encode alike.
+/// placeholder style. Written out here rather than through `insert_many`, which converted
+/// each row to an `ActiveModel` and rendered the statement from sea-query's tree, copying
+/// every value twice; here the text is a plain loop and the values are moved in with the same
+/// `Value` types the `ActiveModel` would give them, so they encode alike.
 fn insert_sql(backend: DbBackend, rows: usize) -> String {
     use std::fmt::Write;
     let cols = INSERT_COLUMNS.len();
