@@ -9,7 +9,9 @@
 //! mock, one worker, a master key). Assay (and LiteLLM) run on one CPU (`taskset -c 0`);
 //! this load generator re-executes itself on the other (`taskset -c 1`), and mock-llm, which
 //! stands for a remote provider, runs beside the generator unless `--mock-cpu 0` puts it on
-//! the server's core. The two servers take turns on their core: the one not being measured
+//! the server's core. In the concurrency-1 rounds a `SCHED_IDLE` busy loop keeps the
+//! generator's core from halting between requests ([`keep_core_awake`]). The two servers
+//! take turns on their core: the one not being measured
 //! is stopped (SIGSTOP, resumed with SIGCONT for its turn), so an idle LiteLLM's Python
 //! housekeeping never runs inside Assay's measurement, nor Assay's bookkeeping inside
 //! LiteLLM's; before it is stopped a server is let settle (finish deferred work such as
@@ -39,6 +41,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const PINNED_ENV: &str = "ASSAY_BENCH_CHAT_PINNED";
+/// Set on the child that keeps the load generator's core awake (see [`keep_core_awake`]).
+const KEEP_AWAKE_ENV: &str = "ASSAY_BENCH_CHAT_KEEP_AWAKE";
 const QUESTION: &str = "What does ISO 27001 clause 9.2 ask for?";
 
 #[derive(Parser, Clone, Debug)]
@@ -93,6 +97,11 @@ struct Args {
     /// The CPU this load generator runs on.
     #[arg(long, default_value_t = 1)]
     client_cpu: usize,
+    /// Let the load generator's core go idle between requests in the concurrency-1 rounds
+    /// too (by default a `SCHED_IDLE` busy loop keeps it awake there; see
+    /// [`keep_core_awake`]).
+    #[arg(long)]
+    let_client_core_idle: bool,
     /// The CPU mock-llm runs on (default: the generator's; it stands for a remote provider,
     /// so it does not take the server's core). Give the server's CPU to share it instead.
     #[arg(long)]
@@ -197,6 +206,67 @@ fn pin_self(args: &Args) -> Option<std::process::ExitCode> {
     Some(std::process::ExitCode::from(
         status.code().unwrap_or(1).clamp(0, 255) as u8,
     ))
+}
+
+/// The body of the child started by [`start_keep_awake`]: a busy loop at `SCHED_IDLE`,
+/// which any runnable thread on the core preempts at once, so it takes no CPU from the
+/// load generator or mock-llm — it only keeps the core from going idle.
+///
+/// Why: on a virtual machine an idle vCPU halts, and waking it (the interrupt a response
+/// sends) goes through the host. That costs ~0.03 ms normally and 0.2–0.4 ms while the
+/// host is busy (bursts of 10–50 ms, several a second on the 2026-12-07 VM; `perf sched
+/// timehist` showed the generator's and the mock's wake-up delay growing while their core
+/// was idle). At concurrency 1 the client core idles during every request. `direct` never
+/// pays for it — its client and mock share the core, which does not halt between the two
+/// — but a proxy's request crosses to the other core and back twice, so the client core's
+/// wake-ups were measured as the proxy's added latency (Assay's c=1 p99 swung 0.36–1.0 ms
+/// between rounds with its p50 steady; with the loop, 0.31–0.43 ms).
+///
+/// Only for the concurrency-1 rounds: with more requests in flight the core is busy, and
+/// the loop would turn wake-ups that need no interrupt (the core runs another task that
+/// need not be preempted) into preemptions, each an interrupt through the host — Assay's
+/// c=8 throughput fell ~30% with it. The server's own core is left alone throughout: its
+/// wake-ups are the server's to pay.
+///
+/// No `spin_loop` hint: PAUSE in a tight loop makes the hypervisor deschedule the vCPU
+/// (pause-loop exiting), which is the halt this avoids.
+fn keep_core_awake() -> std::process::ExitCode {
+    use thread_priority::unix::{
+        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+        thread_native_id,
+    };
+    let lowered = set_thread_priority_and_policy(
+        thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    );
+    if let Err(e) = lowered {
+        // At normal priority the loop would take the core's time: better not run at all.
+        eprintln!("keep-awake: SCHED_IDLE refused ({e:?}); the client core may idle");
+        return std::process::ExitCode::FAILURE;
+    }
+    let mut n = 0u64;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+/// Start [`keep_core_awake`] on the load generator's core (this binary re-executed).
+fn start_keep_awake(args: &Args) -> Option<Server> {
+    if args.let_client_core_idle {
+        return None;
+    }
+    let exe = std::env::current_exe().expect("own path");
+    let child = pinned(args.client_cpu, &exe)
+        .env(KEEP_AWAKE_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("keep-awake child starts");
+    Some(Server {
+        name: "keep-awake",
+        child,
+    })
 }
 
 fn start_mock(args: &Args, bin: &Path) -> (Server, String) {
@@ -627,6 +697,9 @@ fn report(label: &str, run: &Run) -> Option<LatencyStats> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
+    if std::env::var_os(KEEP_AWAKE_ENV).is_some() {
+        return keep_core_awake();
+    }
     let args = Args::parse();
     if let Some(code) = pin_self(&args) {
         return code;
@@ -690,7 +763,7 @@ async fn main() -> std::process::ExitCode {
         targets.push(t.clone());
     }
     println!(
-        "assay{} on CPU {}, mock-llm on CPU {}, load generator on CPU {}; question: {QUESTION:?}",
+        "assay{} on CPU {}, mock-llm on CPU {}, load generator on CPU {} ({} in the concurrency-1 rounds); question: {QUESTION:?}",
         if litellm.is_some() {
             " and litellm"
         } else {
@@ -698,7 +771,12 @@ async fn main() -> std::process::ExitCode {
         },
         args.server_cpu,
         args.mock_cpu.unwrap_or(args.client_cpu),
-        args.client_cpu
+        args.client_cpu,
+        if args.let_client_core_idle {
+            "let idle"
+        } else {
+            "kept awake by a SCHED_IDLE busy loop"
+        }
     );
     for t in &targets {
         take_turn(&servers, t.name).await;
@@ -721,6 +799,11 @@ async fn main() -> std::process::ExitCode {
             "\n== latency, closed loop, concurrency {c}, {} requests per target per round",
             args.requests
         );
+        let _keep_awake = if c == 1 {
+            start_keep_awake(&args)
+        } else {
+            None
+        };
         let mut all: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
         for round in 1..=args.rounds {
             println!(" round {round}");
