@@ -11,11 +11,11 @@
 //! stands for a remote provider, runs beside the generator unless `--mock-cpu 0` puts it on
 //! the server's core. In the concurrency-1 rounds a `SCHED_IDLE` busy loop keeps the
 //! generator's core from halting between requests ([`keep_core_awake`]). The two servers
-//! take turns on their core: the one not being measured
-//! is stopped (SIGSTOP, resumed with SIGCONT for its turn), so an idle LiteLLM's Python
-//! housekeeping never runs inside Assay's measurement, nor Assay's bookkeeping inside
-//! LiteLLM's; before it is stopped a server is let settle (finish deferred work such as
-//! Assay's bookkeeping after a saturated closed loop). Each closed-loop round also prints
+//! take turns on their core: the one not being measured is stopped (SIGSTOP, resumed with
+//! SIGCONT for its turn), so an idle LiteLLM's Python housekeeping never runs inside Assay's
+//! measurement, nor Assay's bookkeeping inside LiteLLM's; before it is stopped a server is
+//! let settle (finish deferred work such as Assay's bookkeeping after a saturated closed
+//! loop). Each closed-loop round also prints
 //! the CPU time each server process used per answered request (`/proc/<pid>/stat`), the
 //! figure that decides capacity.
 //!
@@ -231,18 +231,9 @@ fn pin_self(args: &Args) -> Option<std::process::ExitCode> {
 /// No `spin_loop` hint: PAUSE in a tight loop makes the hypervisor deschedule the vCPU
 /// (pause-loop exiting), which is the halt this avoids.
 fn keep_core_awake() -> std::process::ExitCode {
-    use thread_priority::unix::{
-        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
-        thread_native_id,
-    };
-    let lowered = set_thread_priority_and_policy(
-        thread_native_id(),
-        thread_priority::ThreadPriority::Min,
-        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
-    );
-    if let Err(e) = lowered {
+    if !assay_infra::background::lower_this_thread() {
         // At normal priority the loop would take the core's time: better not run at all.
-        eprintln!("keep-awake: SCHED_IDLE refused ({e:?}); the client core may idle");
+        eprintln!("keep-awake: SCHED_IDLE refused; the client core may idle");
         return std::process::ExitCode::FAILURE;
     }
     // Ends with the benchmark even when that is killed without cleaning up: a loop left

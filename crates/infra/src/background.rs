@@ -334,8 +334,11 @@ impl<T: Send + 'static> BatchQueue<T> {
     }
 }
 
+/// Schedule the calling thread `SCHED_IDLE` (Linux): it then runs only in the time other
+/// threads of the CPU leave, and any of them that becomes runnable preempts it. False where
+/// the OS refused or is not Linux. Threads it starts afterwards inherit the policy.
 #[cfg(target_os = "linux")]
-fn lower_this_thread() -> bool {
+pub fn lower_this_thread() -> bool {
     use thread_priority::unix::{
         NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
         thread_native_id,
@@ -349,7 +352,7 @@ fn lower_this_thread() -> bool {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lower_this_thread() -> bool {
+pub fn lower_this_thread() -> bool {
     false
 }
 
