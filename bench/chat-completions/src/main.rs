@@ -15,9 +15,8 @@
 //! SIGCONT for its turn), so an idle LiteLLM's Python housekeeping never runs inside Assay's
 //! measurement, nor Assay's bookkeeping inside LiteLLM's; before it is stopped a server is
 //! let settle (finish deferred work such as Assay's bookkeeping after a saturated closed
-//! loop). Each closed-loop round also prints
-//! the CPU time each server process used per answered request (`/proc/<pid>/stat`), the
-//! figure that decides capacity.
+//! loop). Each closed-loop round also prints the CPU time each server process used per
+//! answered request (`/proc/<pid>/stat`), the figure that decides capacity.
 //!
 //! 1. Latency: closed loop at each `--concurrency`, `--requests` per target (bounded by
 //!    `--max-secs`), targets interleaved in `--rounds`; prints p50/p99 per target, the

@@ -49,9 +49,9 @@ fn i64_of(n: u64) -> i64 {
 const INSERT_CHUNK: usize = 256;
 
 /// Insert a batch (a statement per [`INSERT_CHUNK`] rows, one per organisation and month
-/// for the monthly totals); run it in a transaction so rows and totals agree. Re-inserting a record
-/// already stored (same id: a retried batch) is ignored and not added to the totals, so a
-/// retry never double-counts spend. Returns how many records were new.
+/// for the monthly totals); run it in a transaction so rows and totals agree. Re-inserting
+/// a record already stored (same id: a retried batch) is ignored and not added to the
+/// totals, so a retry never double-counts spend. Returns how many records were new.
 pub async fn insert_batch(
     conn: &impl ConnectionTrait,
     records: &[NewAiUsage],
