@@ -16,7 +16,10 @@
 //! measurement, nor Assay's bookkeeping inside LiteLLM's; before it is stopped a server is
 //! let settle (finish deferred work such as Assay's bookkeeping after a saturated closed
 //! loop). Each closed-loop round also prints the CPU time each server process used per
-//! answered request (`/proc/<pid>/stat`), the figure that decides capacity.
+//! answered request (`/proc/<pid>/stat`), the figure that decides capacity. Beside every
+//! round and step it prints what may explain a slow one: the time the host took each CPU
+//! away (steal) and, for Assay (whose Prometheus listener is on), how many requests its
+//! bookkeeping held and its longest bookkeeping write ([`Disturbances`]).
 //!
 //! 1. Latency: closed loop at each `--concurrency`, `--requests` per target (bounded by
 //!    `--max-secs`), targets interleaved in `--rounds`; prints p50/p99 per target, the
@@ -76,6 +79,10 @@ struct Args {
     /// the steady state, not the first second after the target's turn began.
     #[arg(long, default_value_t = 1)]
     step_warmup_secs: u64,
+    /// Run every rate of `--rates` even after one is not sustained (to compare steps at the
+    /// same rate, or to see how far past its capacity a server degrades).
+    #[arg(long)]
+    keep_going: bool,
     /// The p99 a step must stay within to count as sustained (milliseconds).
     #[arg(long, default_value_t = 5.0)]
     p99_ms: f64,
@@ -334,8 +341,8 @@ async fn start_assay(
     dir: &Path,
     mock_base: &str,
     client: &reqwest::Client,
-) -> (Server, Target) {
-    let port = free_port();
+) -> (Server, Target, AssayProbe) {
+    let (port, metrics_port) = (free_port(), free_port());
     let cfg = dir.join("assay.toml");
     std::fs::write(
         &cfg,
@@ -343,6 +350,7 @@ async fn start_assay(
             r#"
 [server]
 addr = "127.0.0.1:{port}"
+metrics_addr = "127.0.0.1:{metrics_port}"
 
 [database]
 url = "sqlite://{db}"
@@ -371,7 +379,8 @@ provider = "mock"
 model = "mock-fast"
 tier = "fast"
 "#,
-            db = dir.join("assay.db").display()
+            db = dir.join("assay.db").display(),
+            metrics_port = metrics_port,
         ),
     )
     .expect("config written");
@@ -414,13 +423,16 @@ tier = "fast"
         serde_json::json!({ "name": "bench", "scopes": ["ai"] }),
     )
     .await;
+    let probe = AssayProbe {
+        metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+    };
     let target = Target {
         name: "assay",
         url: format!("{base}/v1/chat/completions"),
         auth: format!("Bearer {}", key["key"].as_str().expect("key")),
         body: body_for("assay-auto"),
     };
-    (server, target)
+    (server, target, probe)
 }
 
 /// A LiteLLM proxy with one `openai/` model at the mock; `None` (with the reason printed)
@@ -674,6 +686,88 @@ async fn open_loop(client: &reqwest::Client, t: &Target, rate: u64, secs: u64) -
     run
 }
 
+/// Where Assay's Prometheus metrics are served, for what the bench prints beside a step.
+struct AssayProbe {
+    metrics_url: String,
+}
+
+/// What may explain a slow step that is not the server's doing, or is its bookkeeping's:
+/// the time the host took each CPU away (steal, `/proc/stat`), and — for Assay — how many
+/// requests were held because its bookkeeping queues were half full and the longest
+/// bookkeeping write of the last minute or so (its metrics).
+struct Disturbances {
+    steal: Vec<u64>,
+    held: Option<f64>,
+}
+
+/// Steal time of each CPU so far, in milliseconds (`/proc/stat`, USER_HZ = 100).
+fn steal_ms() -> Vec<u64> {
+    std::fs::read_to_string("/proc/stat")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .map(|l| {
+            l.split_whitespace()
+                .nth(8)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 10
+        })
+        .collect()
+}
+
+/// A sample's value from Prometheus text: the line starting with `series` (name and
+/// labels as rendered).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+async fn scrape(client: &reqwest::Client, probe: Option<&AssayProbe>) -> Option<String> {
+    let res = client.get(&probe?.metrics_url).send().await.ok()?;
+    res.text().await.ok()
+}
+
+impl Disturbances {
+    async fn begin(client: &reqwest::Client, probe: Option<&AssayProbe>) -> Self {
+        let held = scrape(client, probe)
+            .await
+            .map(|t| metric(&t, "assay_ai_bookkeeping_waits_total").unwrap_or(0.0));
+        Self {
+            steal: steal_ms(),
+            held,
+        }
+    }
+
+    /// One line: steal per CPU since `begin`, and Assay's bookkeeping figures.
+    async fn line(&self, client: &reqwest::Client, probe: Option<&AssayProbe>) -> String {
+        let steal = steal_ms()
+            .iter()
+            .zip(&self.steal)
+            .enumerate()
+            .map(|(cpu, (now, then))| format!("CPU {cpu} {} ms", now.saturating_sub(*then)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut line = format!("host steal: {steal}");
+        if let (Some(before), Some(text)) = (self.held, scrape(client, probe).await) {
+            let held = metric(&text, "assay_ai_bookkeeping_waits_total").unwrap_or(0.0) - before;
+            let longest = |queue: &str| {
+                metric(
+                    &text,
+                    &format!("assay_bookkeeping_write_seconds{{queue=\"{queue}\",quantile=\"1\"}}"),
+                )
+                .map_or("-".to_owned(), |s| format!("{:.1} ms", s * 1e3))
+            };
+            line.push_str(&format!(
+                "; assay bookkeeping: {held:.0} requests held, longest write (last minute) audit {}, usage {}",
+                longest("ai_audit"),
+                longest("ai_usage")
+            ));
+        }
+        line
+    }
+}
+
 fn report(label: &str, run: &Run) -> Option<LatencyStats> {
     let rate = run.samples.len() as f64 / run.elapsed.as_secs_f64().max(1e-9);
     if run.failures > 0 {
@@ -731,7 +825,9 @@ async fn main() -> std::process::ExitCode {
         auth: "Bearer sk-mock-key".into(),
         body: body_for("mock-fast"),
     };
-    let (_assay, assay) = start_assay(&args, &assay_bin, dir.path(), &mock_base, &client).await;
+    let (_assay, assay, probe) =
+        start_assay(&args, &assay_bin, dir.path(), &mock_base, &client).await;
+    let probe_of = |name: &str| (name == "assay").then_some(&probe);
     let litellm = if args.no_litellm {
         None
     } else {
@@ -806,12 +902,14 @@ async fn main() -> std::process::ExitCode {
             for (i, t) in targets.iter().enumerate() {
                 take_turn(&servers, t.name).await;
                 let procs = processes_of(t.name);
+                let seen = Disturbances::begin(&client, probe_of(t.name)).await;
                 let (run, cpu) =
                     cpu_per_request(&procs, closed_loop(&client, t, args.requests, c, max)).await;
                 report(t.name, &run);
                 if !cpu.is_empty() {
                     println!("    CPU per request: {cpu}");
                 }
+                println!("    {}", seen.line(&client, probe_of(t.name)).await);
                 all[i].extend(run.samples);
             }
         }
@@ -846,32 +944,48 @@ async fn main() -> std::process::ExitCode {
     );
     // One step against `t`: its turn on the server core, the unmeasured warm-up, then the
     // measured open loop with the CPU each process used per answered request.
+    // Returns the run, the CPU line and the disturbances line.
     let step = |t: &Target, rate: u64| {
         let (client, servers, t) = (&client, &servers, t.clone());
-        let procs = processes_of(t.name);
+        let (procs, probe) = (processes_of(t.name), probe_of(t.name));
         async move {
             take_turn(servers, t.name).await;
             open_loop(client, &t, rate, args.step_warmup_secs).await;
-            cpu_per_request(&procs, open_loop(client, &t, rate, args.step_secs)).await
+            let seen = Disturbances::begin(client, probe).await;
+            let (run, cpu) =
+                cpu_per_request(&procs, open_loop(client, &t, rate, args.step_secs)).await;
+            (run, cpu, seen.line(client, probe).await)
         }
     };
-    let mut best = None;
+    // The answer is the highest rate before the first step not sustained; with
+    // `--keep-going` the later steps are run and counted, never reported as the capacity.
+    let (mut best, mut failed, mut sustained) = (None, false, 0);
     for &rate in &args.rates {
         println!(" {rate} req/s");
-        let (d, cpu) = step(&direct, rate).await;
+        let (d, cpu, seen) = step(&direct, rate).await;
         report("direct", &d);
-        println!("    direct CPU per request: {cpu}");
-        let (a, cpu) = step(&assay, rate).await;
+        println!("    direct CPU per request: {cpu}; {seen}");
+        let (a, cpu, seen) = step(&assay, rate).await;
         let ok = report("assay", &a).is_some_and(|s| a.failures == 0 && ms(s.p99) <= args.p99_ms);
         println!(
-            "  assay at {rate} req/s: {} (CPU per request: {cpu})",
+            "  assay at {rate} req/s: {} (CPU per request: {cpu})\n    {seen}",
             if ok { "sustained" } else { "NOT sustained" }
         );
-        if ok {
+        sustained += usize::from(ok);
+        if ok && !failed {
             best = Some(rate);
-        } else {
+        }
+        failed |= !ok;
+        if failed && !args.keep_going {
             break;
         }
+    }
+    if args.keep_going {
+        println!(
+            "\n{sustained} of {} steps sustained (p99 <= {} ms)",
+            args.rates.len(),
+            args.p99_ms
+        );
     }
     match best {
         Some(r) => println!(

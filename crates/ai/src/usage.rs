@@ -175,7 +175,7 @@ impl UsageLedger {
     ) -> Self {
         let dropped = Arc::new(AtomicU64::new(0));
         let d2 = dropped.clone();
-        let queue = BatchQueue::start_bookkeeping(runtime, capacity, move |batch| {
+        let queue = BatchQueue::start_bookkeeping("ai_usage", runtime, capacity, move |batch| {
             let (sink, dropped) = (sink.clone(), d2.clone());
             async move {
                 if let Err(e) = sink.write_batch(&batch).await {

@@ -1,6 +1,7 @@
 //! The gateway's metrics, read back from a recorder: OpenTelemetry GenAI names for tokens
-//! and durations, plus cache, breaker, fallback and cost series. Own test binary, because a
-//! global recorder can be installed once per process.
+//! and durations, plus cache, breaker, fallback and cost series, and the usage ledger's
+//! bookkeeping series. Own test binary, because a global recorder can be installed once
+//! per process.
 
 use assay_ai::config::{ModelConfig, ModelTimeouts, ProviderConfig};
 use assay_ai::cost::Price;
@@ -80,6 +81,7 @@ async fn calls_publish_genai_and_gateway_metrics() {
         .await
         .unwrap();
     assert!(again.meta.cache_hit);
+    gw.flush_usage().await;
 
     let snap = snapshotter.snapshot().into_vec();
     let find = |name: &str, labels: &[(&str, &str)]| {
@@ -161,4 +163,15 @@ async fn calls_publish_genai_and_gateway_metrics() {
         "ma is open: {breaker:?}"
     );
     assert_eq!(find("assay_ai_gateway_overhead_seconds", &[]).len(), 1);
+    // The usage ledger's bookkeeping queue times its writes and reports its backlog.
+    let writes = find("assay_bookkeeping_write_seconds", &[("queue", "ai_usage")]);
+    assert!(
+        matches!(&writes[..], [DebugValue::Histogram(h)] if !h.is_empty()),
+        "{writes:?}"
+    );
+    let backlog = find("assay_bookkeeping_backlog", &[("queue", "ai_usage")]);
+    assert!(
+        matches!(&backlog[..], [DebugValue::Gauge(g)] if g.into_inner() == 0.0),
+        "{backlog:?}"
+    );
 }

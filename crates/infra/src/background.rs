@@ -21,7 +21,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -145,6 +145,10 @@ impl Background {
 pub const BOOKKEEPING_GATHER: Duration = Duration::from_millis(200);
 /// The most records one bookkeeping write takes.
 pub const BOOKKEEPING_BATCH: usize = 2048;
+/// A bookkeeping write taking this long is logged at `warn`: storage that slow backs the
+/// queue up, and once it is half full requests are held ([`BatchQueue::wait_for_room`];
+/// the AI queues hold 10,000 records, so half is 1.25 s of 4,000 AI calls/s).
+pub const SLOW_BOOKKEEPING_WRITE: Duration = Duration::from_millis(500);
 
 /// A bounded queue whose items a task on some runtime writes in batches: callers push
 /// without waiting; the writer wakes for the first item, lets more arrive for `gather`
@@ -194,7 +198,11 @@ enum Item<T> {
 impl<T: Send + 'static> BatchQueue<T> {
     /// Start the writer on `runtime`. It ends when every clone of the queue is dropped,
     /// after writing what is queued. `write` handles (logs, counts) its own failures.
+    /// `name` labels the queue's metrics (`assay_bookkeeping_write_seconds`, the time each
+    /// write took; `assay_bookkeeping_backlog`, records queued after each take) and its
+    /// slow-write warnings.
     pub fn start<W, Fut>(
+        name: &'static str,
         runtime: &Handle,
         capacity: usize,
         gather: Duration,
@@ -241,6 +249,8 @@ impl<T: Send + 'static> BatchQueue<T> {
                     }
                 }
                 end.taken.notify_waiters();
+                metrics::gauge!("assay_bookkeeping_backlog", "queue" => name)
+                    .set(end.rx.len() as f64);
                 let mut records = Vec::with_capacity(items.len());
                 let mut acks = Vec::new();
                 for i in items.drain(..) {
@@ -250,7 +260,20 @@ impl<T: Send + 'static> BatchQueue<T> {
                     }
                 }
                 if !records.is_empty() {
+                    let (n, began) = (records.len(), Instant::now());
                     write(records).await;
+                    let took = began.elapsed();
+                    metrics::histogram!("assay_bookkeeping_write_seconds", "queue" => name)
+                        .record(took.as_secs_f64());
+                    if took >= SLOW_BOOKKEEPING_WRITE {
+                        tracing::warn!(
+                            queue = name,
+                            records = n,
+                            took_ms = took.as_millis() as u64,
+                            backlog = end.rx.len(),
+                            "bookkeeping write slow (storage or CPU starved)"
+                        );
+                    }
                 }
                 for ack in acks {
                     let _ = ack.send(());
@@ -267,12 +290,18 @@ impl<T: Send + 'static> BatchQueue<T> {
     /// [`BatchQueue::start`] with the bookkeeping window ([`BOOKKEEPING_GATHER`],
     /// [`BOOKKEEPING_BATCH`]): one write per window under load instead of one per record,
     /// and no wake-up of the writer per record.
-    pub fn start_bookkeeping<W, Fut>(runtime: &Handle, capacity: usize, write: W) -> Self
+    pub fn start_bookkeeping<W, Fut>(
+        name: &'static str,
+        runtime: &Handle,
+        capacity: usize,
+        write: W,
+    ) -> Self
     where
         W: FnMut(Vec<T>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         Self::start(
+            name,
             runtime,
             capacity,
             BOOKKEEPING_GATHER,
@@ -405,10 +434,17 @@ mod tests {
         let bg = Background::start("bg-test", BackgroundPriority::Idle).expect("thread");
         let written: Arc<StdMutex<Vec<Vec<u32>>>> = Arc::default();
         let w = written.clone();
-        let q = BatchQueue::start(bg.handle(), 100, Duration::from_millis(20), 8, move |b| {
-            w.lock().unwrap().push(b);
-            async {}
-        });
+        let q = BatchQueue::start(
+            "test",
+            bg.handle(),
+            100,
+            Duration::from_millis(20),
+            8,
+            move |b| {
+                w.lock().unwrap().push(b);
+                async {}
+            },
+        );
         for i in 0..20 {
             q.push(i).unwrap();
         }
@@ -433,12 +469,19 @@ mod tests {
     ) {
         let bg = Background::start("bg-test", BackgroundPriority::Idle).expect("thread");
         let (release, wait) = tokio::sync::watch::channel(false);
-        let q = BatchQueue::start(bg.handle(), capacity, Duration::ZERO, 1, move |_b| {
-            let mut wait = wait.clone();
-            async move {
-                let _ = wait.wait_for(|go| *go).await;
-            }
-        });
+        let q = BatchQueue::start(
+            "test",
+            bg.handle(),
+            capacity,
+            Duration::ZERO,
+            1,
+            move |_b| {
+                let mut wait = wait.clone();
+                async move {
+                    let _ = wait.wait_for(|go| *go).await;
+                }
+            },
+        );
         (bg, q, release)
     }
 
@@ -538,7 +581,14 @@ mod tests {
     #[tokio::test]
     async fn a_held_producer_cuts_the_writers_gathering_short() {
         let bg = Background::start("bg-test", BackgroundPriority::Idle).expect("thread");
-        let q = BatchQueue::start(bg.handle(), 8, Duration::from_secs(3600), 8, |_b| async {});
+        let q = BatchQueue::start(
+            "test",
+            bg.handle(),
+            8,
+            Duration::from_secs(3600),
+            8,
+            |_b| async {},
+        );
         // The writer takes the first item and starts gathering for an hour.
         q.push(0).unwrap();
         while q.backlog() > 0 {

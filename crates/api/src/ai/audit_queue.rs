@@ -23,27 +23,32 @@ impl AuditQueue {
         // One transaction per bookkeeping window instead of one per handful of events: each
         // statement is a round trip to the database, and on SQLite every transaction
         // serialises with the others.
-        let queue = BatchQueue::start_bookkeeping(runtime.handle(), capacity, move |events| {
-            let db = db.clone();
-            async move {
-                let n = events.len() as u64;
-                let written = db
-                    .write(move |txn| {
-                        Box::pin(async move {
-                            audit::append_batch(txn, events).await?;
-                            Ok(())
+        let queue = BatchQueue::start_bookkeeping(
+            "ai_audit",
+            runtime.handle(),
+            capacity,
+            move |events| {
+                let db = db.clone();
+                async move {
+                    let n = events.len() as u64;
+                    let written = db
+                        .write(move |txn| {
+                            Box::pin(async move {
+                                audit::append_batch(txn, events).await?;
+                                Ok(())
+                            })
                         })
-                    })
-                    .await;
-                if let Err(e) = written {
-                    metrics::counter!("assay_ai_audit_dropped_total", "reason" => "write_failed")
+                        .await;
+                    if let Err(e) = written {
+                        metrics::counter!("assay_ai_audit_dropped_total", "reason" => "write_failed")
                         .increment(n);
-                    tracing::error!(error = %e, events = n, "AI audit events lost: write failed");
-                    // A failing database: do not spin on it.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                        tracing::error!(error = %e, events = n, "AI audit events lost: write failed");
+                        // A failing database: do not spin on it.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
                 }
-            }
-        });
+            },
+        );
         Self { queue }
     }
 
