@@ -9,11 +9,12 @@ use assay_config::{Config, DEV_JWT_SECRET};
 use assay_core::{OrgId, Role, UserId};
 use assay_infra::rate_limit::{RateLimiter, RateLimiterConfig};
 use assay_infra::redis_conn::RedisConn;
+use assay_infra::refresh::RefreshingCache;
 use assay_infra::revocation::{RevocationConfig, RevocationStore};
-use assay_store::Db;
 use assay_store::repo::api_keys::{self, ApiKeyCredential};
 use assay_store::repo::organisations::{self, Organisation};
 use assay_store::repo::{memberships, users};
+use assay_store::{Db, StoreError};
 use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use secrecy::ExposeSecret;
@@ -23,7 +24,8 @@ use std::time::Duration;
 
 /// How long a membership or account state may be served from memory. A role change or a
 /// removal made on this node is seen at once (the entry is invalidated); other nodes see
-/// it within this time.
+/// it within this time. Past half of it a request reads the entry again in the background
+/// ([`RefreshingCache`]), so requests do not wait for the store when an entry expires.
 const MEMBERSHIP_CACHE_TTL: Duration = Duration::from_secs(5);
 
 pub struct Identity {
@@ -34,8 +36,8 @@ pub struct Identity {
     pub api_limiter: RateLimiter,
     pub refresh_ttl: Duration,
     pub invitation_ttl: Duration,
-    roles: Cache<(OrgId, UserId), Option<Role>>,
-    active: Cache<UserId, bool>,
+    roles: RefreshingCache<(OrgId, UserId), Option<Role>>,
+    active: RefreshingCache<UserId, bool>,
     /// A person's rendered profile and memberships (`/me`), same lifetime and invalidation
     /// as the membership cache.
     profiles: Cache<UserId, axum::body::Bytes>,
@@ -43,7 +45,7 @@ pub struct Identity {
     /// cache: a revocation made on this node applies at once, on other nodes within
     /// [`MEMBERSHIP_CACHE_TTL`]. Without it every API-key request read the store (on SQLite
     /// that capped `/v1/chat/completions` near 1,000 req/s).
-    api_keys: Cache<String, Option<Arc<CachedApiKey>>>,
+    api_keys: RefreshingCache<String, Option<Arc<CachedApiKey>>>,
 }
 
 /// A stored API key credential, plus when this node last recorded its use.
@@ -149,22 +151,13 @@ impl Identity {
             api_limiter,
             refresh_ttl: Duration::from_secs(cfg.auth.refresh_token_ttl_secs),
             invitation_ttl: Duration::from_secs(cfg.auth.invitation_ttl_secs),
-            roles: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(MEMBERSHIP_CACHE_TTL)
-                .build(),
+            roles: RefreshingCache::new("roles", MEMBERSHIP_CACHE_TTL, 100_000),
             profiles: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(MEMBERSHIP_CACHE_TTL)
                 .build(),
-            active: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(MEMBERSHIP_CACHE_TTL)
-                .build(),
-            api_keys: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(MEMBERSHIP_CACHE_TTL)
-                .build(),
+            active: RefreshingCache::new("active_users", MEMBERSHIP_CACHE_TTL, 100_000),
+            api_keys: RefreshingCache::new("api_keys", MEMBERSHIP_CACHE_TTL, 100_000),
         })
     }
 
@@ -175,12 +168,12 @@ impl Identity {
         org: OrgId,
         user: UserId,
     ) -> Result<Option<Role>, assay_store::StoreError> {
-        if let Some(hit) = self.roles.get(&(org, user)).await {
-            return Ok(hit);
-        }
-        let role = memberships::role_of(db.primary(), org, user).await?;
-        self.roles.insert((org, user), role).await;
-        Ok(role)
+        let db = db.clone();
+        let read = move || async move { memberships::role_of(db.primary(), org, user).await };
+        self.roles
+            .get(&(org, user), read)
+            .await
+            .map_err(StoreError::from_shared)
     }
 
     /// Whether the account may act (exists and is not deactivated), briefly cached.
@@ -189,16 +182,18 @@ impl Identity {
         db: &Db,
         user: UserId,
     ) -> Result<bool, assay_store::StoreError> {
-        if let Some(hit) = self.active.get(&user).await {
-            return Ok(hit);
-        }
-        let active = match users::get(db.primary(), user).await {
-            Ok(u) => u.is_active,
-            Err(assay_store::StoreError::NotFound { .. }) => false,
-            Err(e) => return Err(e),
+        let db = db.clone();
+        let read = move || async move {
+            match users::get(db.primary(), user).await {
+                Ok(u) => Ok(u.is_active),
+                Err(StoreError::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
         };
-        self.active.insert(user, active).await;
-        Ok(active)
+        self.active
+            .get(&user, read)
+            .await
+            .map_err(StoreError::from_shared)
     }
 
     /// The person's profile and memberships rendered by `render`, from the store at most
@@ -226,19 +221,21 @@ impl Identity {
         db: &Db,
         id: &str,
     ) -> Result<Option<Arc<CachedApiKey>>, assay_store::StoreError> {
-        if let Some(hit) = self.api_keys.get(id).await {
-            return Ok(hit);
-        }
-        let found = api_keys::find_for_auth(db.primary(), id)
-            .await?
-            .map(|credential| {
-                Arc::new(CachedApiKey {
-                    last_recorded: Mutex::new(credential.key.last_used_at),
-                    credential,
-                })
-            });
-        self.api_keys.insert(id.to_owned(), found.clone()).await;
-        Ok(found)
+        let (db, key) = (db.clone(), id.to_owned());
+        let read = move || async move {
+            Ok::<_, StoreError>(api_keys::find_for_auth(db.primary(), &key).await?.map(
+                |credential| {
+                    Arc::new(CachedApiKey {
+                        last_recorded: Mutex::new(credential.key.last_used_at),
+                        credential,
+                    })
+                },
+            ))
+        };
+        self.api_keys
+            .get(id, read)
+            .await
+            .map_err(StoreError::from_shared)
     }
 
     /// Forget a cached API key after it was revoked (or otherwise changed) here.

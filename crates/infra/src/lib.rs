@@ -7,5 +7,6 @@ pub mod background;
 pub mod cache;
 pub mod rate_limit;
 pub mod redis_conn;
+pub mod refresh;
 pub mod revocation;
 pub mod secret;

@@ -41,6 +41,24 @@ impl StoreError {
         StoreError::NotFound { entity }
     }
 
+    /// The error as a value of its own again, from the copy the callers of one coalesced
+    /// read share (a cache's load): every variant keeps its meaning; a raw database error
+    /// keeps its text.
+    pub fn from_shared(e: std::sync::Arc<StoreError>) -> Self {
+        std::sync::Arc::try_unwrap(e).unwrap_or_else(|e| match &*e {
+            StoreError::NotFound { entity } => StoreError::NotFound { entity },
+            StoreError::Conflict { field } => StoreError::Conflict {
+                field: field.clone(),
+            },
+            StoreError::Invariant(m) => StoreError::Invariant(m),
+            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+            StoreError::UnknownMigrations(v) => StoreError::UnknownMigrations(v.clone()),
+            StoreError::PendingMigrations(v) => StoreError::PendingMigrations(v.clone()),
+            StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+            StoreError::Db(d) => StoreError::Db(DbErr::Custom(d.to_string())),
+        })
+    }
+
     /// True when the error means "cannot talk to the database" rather than "the query was wrong".
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))

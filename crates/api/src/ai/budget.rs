@@ -6,7 +6,8 @@
 //!
 //! The recorded spend is the ledger's monthly total for the organisation (one row, kept by
 //! the ledger's batches), reused for `ai_limits.spend_cache_ms` (one read per organisation
-//! per interval, not per call). The ledger is written in batches shortly after each call, so
+//! per interval, not per call, made in the background once the value is half that old, so
+//! calls do not wait for it). The ledger is written in batches shortly after each call, so
 //! a finished call's real cost stays counted in-process until a fresh read surely includes
 //! its row (cache lifetime + 2 s): counted twice for a moment, never zero times. In-flight
 //! estimates are per process: several nodes can together overshoot by at most the calls
@@ -14,6 +15,7 @@
 
 use super::errors::AiApiError;
 use assay_core::OrgId;
+use assay_infra::refresh::RefreshingCache;
 use assay_store::Db;
 use assay_store::repo::ai_usage;
 use chrono::{DateTime, Datelike, TimeZone, Utc};
@@ -74,7 +76,7 @@ pub struct Budgets {
     /// Finished calls' costs still counted in `pending`, oldest first, with when to stop
     /// counting them: dropped lazily on the next read (no timer task per call).
     expiring: Arc<Mutex<VecDeque<(Instant, OrgId, f64)>>>,
-    recorded: Option<moka::future::Cache<OrgId, f64>>,
+    recorded: Option<RefreshingCache<OrgId, f64>>,
     /// How long a finished call's cost stays counted in-process.
     hold: Duration,
 }
@@ -124,25 +126,26 @@ impl Budgets {
         Self {
             pending: Arc::default(),
             expiring: Arc::default(),
-            recorded: (!cache.is_zero()).then(|| {
-                moka::future::Cache::builder()
-                    .max_capacity(100_000)
-                    .time_to_live(cache)
-                    .build()
-            }),
+            recorded: (!cache.is_zero())
+                .then(|| RefreshingCache::new("ai_recorded_spend", cache, 100_000)),
             hold: cache + LEDGER_LAG,
         }
     }
 
     /// The month's recorded spend: one row of the ledger's monthly totals.
     async fn recorded(&self, db: &Db, org: OrgId, now: DateTime<Utc>) -> Result<f64, AiApiError> {
-        let read = async { ai_usage::org_spend_in_month(db.primary(), org, now).await };
         match &self.recorded {
-            Some(cache) => Ok(cache
-                .try_get_with(org, read)
-                .await
-                .map_err(|e| AiApiError::Api(shared_store_error(&e)))?),
-            None => Ok(read.await?),
+            Some(cache) => {
+                let db = db.clone();
+                let read = move || async move {
+                    ai_usage::org_spend_in_month(db.primary(), org, Utc::now()).await
+                };
+                Ok(cache
+                    .get(&org, read)
+                    .await
+                    .map_err(|e| AiApiError::Api(shared_store_error(&e)))?)
+            }
+            None => Ok(ai_usage::org_spend_in_month(db.primary(), org, now).await?),
         }
     }
 

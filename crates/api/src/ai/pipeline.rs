@@ -43,6 +43,7 @@ use assay_ai::{AiRequest, AiStreamEvent, ChatMessage, Gateway, TaskKind, TokenUs
 use assay_config::{AiLimitsConfig, Config};
 use assay_core::{OrgCtx, OrgId, Role, UserId};
 use assay_infra::redis_conn::RedisConn;
+use assay_infra::refresh::RefreshingCache;
 use assay_safety::{Action, Direction, Policy, Profile, Scanner, StreamScanner};
 use assay_store::Db;
 use assay_store::repo::ai_settings::{self, AiSettings};
@@ -223,7 +224,7 @@ struct Inner {
     limits: AiLimits,
     budgets: Budgets,
     /// Organisations' AI settings, reused for `spend_cache_ms` (dropped on change here).
-    settings: Option<moka::future::Cache<OrgId, AiSettings>>,
+    settings: Option<RefreshingCache<OrgId, AiSettings>>,
     cfg: AiLimitsConfig,
     audit: AuditQueue,
     /// Organisations whose budget warning this node has seen given this month (`YYYY-MM`):
@@ -302,12 +303,8 @@ impl AiPipeline {
                 db,
                 limits,
                 budgets: Budgets::new(reuse),
-                settings: (!reuse.is_zero()).then(|| {
-                    moka::future::Cache::builder()
-                        .max_capacity(100_000)
-                        .time_to_live(reuse)
-                        .build()
-                }),
+                settings: (!reuse.is_zero())
+                    .then(|| RefreshingCache::new("ai_org_settings", reuse, 100_000)),
                 cfg: config.ai_limits.clone(),
                 warned: Default::default(),
                 max_price,
@@ -550,13 +547,16 @@ impl Inner {
     }
 
     async fn org_settings(&self, ctx: &OrgCtx) -> Result<AiSettings, AiApiError> {
-        let read = async { ai_settings::get(self.db.primary(), ctx).await };
         match &self.settings {
-            Some(cache) => Ok(cache
-                .try_get_with(ctx.org_id(), read)
-                .await
-                .map_err(|e| AiApiError::Api(super::budget::shared_store_error(&e)))?),
-            None => Ok(read.await?),
+            Some(cache) => {
+                let (db, ctx) = (self.db.clone(), *ctx);
+                let read = move || async move { ai_settings::get(db.primary(), &ctx).await };
+                Ok(cache
+                    .get(&ctx.org_id(), read)
+                    .await
+                    .map_err(|e| AiApiError::Api(super::budget::shared_store_error(&e)))?)
+            }
+            None => Ok(ai_settings::get(self.db.primary(), ctx).await?),
         }
     }
 
