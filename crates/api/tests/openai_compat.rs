@@ -30,22 +30,27 @@ async fn app_with(
     mock: &MockServer,
     edit: impl FnOnce(&mut assay_config::Config) + 'static,
 ) -> TestApp {
+    builder_with(mock, edit).spawn().await
+}
+
+/// [`app_with`]'s builder, for a node that shares another's database.
+fn builder_with(
+    mock: &MockServer,
+    edit: impl FnOnce(&mut assay_config::Config) + 'static,
+) -> support::TestAppBuilder {
     let base = format!("{}/v1", mock.base_url());
-    TestApp::builder()
-        .config(move |c| {
-            c.ai.apply_customary_env(&|name| match name {
-                "OPENAI_API_KEY" => Some("sk-test-key".to_owned()),
-                "OPENAI_BASE_URL" => Some(base.clone()),
-                _ => None,
-            });
-            c.ai_limits.chat_per_minute = 10_000;
-            c.ai_limits.burst = 10_000;
-            c.rate_limits.api_per_minute = 100_000;
-            c.rate_limits.auth_per_minute = 100_000;
-            edit(c);
-        })
-        .spawn()
-        .await
+    TestApp::builder().config(move |c| {
+        c.ai.apply_customary_env(&|name| match name {
+            "OPENAI_API_KEY" => Some("sk-test-key".to_owned()),
+            "OPENAI_BASE_URL" => Some(base.clone()),
+            _ => None,
+        });
+        c.ai_limits.chat_per_minute = 10_000;
+        c.ai_limits.burst = 10_000;
+        c.rate_limits.api_per_minute = 100_000;
+        c.rate_limits.auth_per_minute = 100_000;
+        edit(c);
+    })
 }
 
 /// A new API key in `s`'s organisation with `scopes`; (key text, key id).
@@ -428,6 +433,55 @@ async fn keys_are_checked_and_errors_keep_openai_shape() {
     assert!(res.status().is_success());
     let err = openai_error(chat(&app, &key, ask("hi")).await, 401).await;
     assert_eq!(err["code"], "api_key_revoked");
+}
+
+/// Each node caches API keys: a key revoked on another node stops working here within the
+/// cache's lifetime (5 s) even while it is in constant use — the background refresh that
+/// keeps a busy key's entry fresh must read the revocation, not keep the old entry alive.
+#[tokio::test]
+async fn a_key_revoked_on_another_node_stops_working_there_within_seconds() {
+    let mock = mock().await;
+    let a = app_with(&mock, |_| {}).await;
+    let b = builder_with(&mock, |_| {}).database_of(&a).spawn().await;
+    let owner = a.signup("nodes@example.com", "Nodes").await;
+    let (key, id) = api_key(&a, &owner, &["ai"]).await;
+    assert_eq!(chat(&b, &key, ask("hi")).await.status(), 200);
+
+    let res = a
+        .with_token(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{}/api-keys/{id}", owner.org_id),
+            &owner.access,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    let revoked = std::time::Instant::now();
+    // Call node b every 100 ms for 7.5 s: successes may continue for up to the cache
+    // lifetime (5 s, plus one store read begun before the revocation; 2 s of margin).
+    let mut last_success = None;
+    let final_status = loop {
+        let sent = revoked.elapsed();
+        let res = chat(&b, &key, ask("hi")).await;
+        let status = res.status();
+        if status == 200 {
+            last_success = Some(sent);
+        } else {
+            assert_eq!(openai_error(res, 401).await["code"], "api_key_revoked");
+        }
+        if sent >= std::time::Duration::from_millis(7_500) {
+            break status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(final_status, 401);
+    if let Some(t) = last_success {
+        assert!(
+            t < std::time::Duration::from_secs(7),
+            "node b still accepted the key {t:?} after its revocation"
+        );
+    }
 }
 
 #[tokio::test]
