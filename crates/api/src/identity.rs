@@ -168,8 +168,10 @@ impl Identity {
         org: OrgId,
         user: UserId,
     ) -> Result<Option<Role>, assay_store::StoreError> {
-        let db = db.clone();
-        let read = move || async move { memberships::role_of(db.primary(), org, user).await };
+        let read = || {
+            let db = db.clone();
+            move || async move { memberships::role_of(db.primary(), org, user).await }
+        };
         self.roles
             .get(&(org, user), read)
             .await
@@ -182,12 +184,14 @@ impl Identity {
         db: &Db,
         user: UserId,
     ) -> Result<bool, assay_store::StoreError> {
-        let db = db.clone();
-        let read = move || async move {
-            match users::get(db.primary(), user).await {
-                Ok(u) => Ok(u.is_active),
-                Err(StoreError::NotFound { .. }) => Ok(false),
-                Err(e) => Err(e),
+        let read = || {
+            let db = db.clone();
+            move || async move {
+                match users::get(db.primary(), user).await {
+                    Ok(u) => Ok(u.is_active),
+                    Err(StoreError::NotFound { .. }) => Ok(false),
+                    Err(e) => Err(e),
+                }
             }
         };
         self.active
@@ -221,16 +225,17 @@ impl Identity {
         db: &Db,
         id: &str,
     ) -> Result<Option<Arc<CachedApiKey>>, assay_store::StoreError> {
-        let (db, key) = (db.clone(), id.to_owned());
-        let read = move || async move {
-            Ok::<_, StoreError>(api_keys::find_for_auth(db.primary(), &key).await?.map(
-                |credential| {
+        let read = || {
+            let (db, key) = (db.clone(), id.to_owned());
+            move || async move {
+                let found = api_keys::find_for_auth(db.primary(), &key).await?;
+                Ok::<_, StoreError>(found.map(|credential| {
                     Arc::new(CachedApiKey {
                         last_recorded: Mutex::new(credential.key.last_used_at),
                         credential,
                     })
-                },
-            ))
+                }))
+            }
         };
         self.api_keys
             .get(id, read)

@@ -66,12 +66,16 @@ where
     }
 
     /// The value of `key`: from the cache when it holds one (starting a background refresh
-    /// once it is half `max_age` old), otherwise from `load`, which concurrent callers of
+    /// once it is half `max_age` old), otherwise from a load, which concurrent callers of
     /// the same key share. A failed first load is every waiting caller's error.
-    pub async fn get<Q, F, Fut, E>(&self, key: &Q, load: F) -> Result<V, Arc<E>>
+    ///
+    /// `loader` is called only when a load is needed and returns the load itself, which
+    /// owns what it uses (it may run in a task of its own): a hit clones nothing.
+    pub async fn get<Q, M, F, Fut, E>(&self, key: &Q, loader: M) -> Result<V, Arc<E>>
     where
         K: Borrow<Q>,
         Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+        M: FnOnce() -> F,
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
         E: std::fmt::Display + Send + Sync + 'static,
@@ -80,10 +84,11 @@ where
             if slot.read_at.elapsed() >= self.max_age / 2
                 && !slot.refreshing.swap(true, Ordering::AcqRel)
             {
-                self.refresh(key.to_owned(), slot.clone(), load);
+                self.refresh(key.to_owned(), slot.clone(), loader());
             }
             return Ok(slot.value.clone());
         }
+        let load = loader();
         let slot = self
             .entries
             .try_get_with_by_ref(key, async move {
@@ -167,11 +172,11 @@ mod tests {
             RefreshingCache::new("test", AGE, 10),
             Arc::new(AtomicU32::new(0)),
         );
-        assert_eq!(cache.get(&1, counting(&loads)).await.unwrap(), 1);
-        assert_eq!(cache.get(&1, counting(&loads)).await.unwrap(), 1);
+        assert_eq!(cache.get(&1, || counting(&loads)).await.unwrap(), 1);
+        assert_eq!(cache.get(&1, || counting(&loads)).await.unwrap(), 1);
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         // Another key has its own value.
-        assert_eq!(cache.get(&2, counting(&loads)).await.unwrap(), 2);
+        assert_eq!(cache.get(&2, || counting(&loads)).await.unwrap(), 2);
     }
 
     #[tokio::test]
@@ -180,16 +185,16 @@ mod tests {
             RefreshingCache::new("test", AGE, 10),
             Arc::new(AtomicU32::new(0)),
         );
-        assert_eq!(cache.get(&1, counting(&loads)).await.unwrap(), 1);
+        assert_eq!(cache.get(&1, || counting(&loads)).await.unwrap(), 1);
         tokio::time::sleep(AGE / 2 + Duration::from_millis(100)).await;
         // Answered from the cache; one refresh starts, not one per caller.
-        assert_eq!(cache.get(&1, counting(&loads)).await.unwrap(), 1);
-        assert_eq!(cache.get(&1, counting(&loads)).await.unwrap(), 1);
+        assert_eq!(cache.get(&1, || counting(&loads)).await.unwrap(), 1);
+        assert_eq!(cache.get(&1, || counting(&loads)).await.unwrap(), 1);
         until_loads(&loads, 2).await;
         // The refreshed value replaces it (stored just after the load returns).
         let mut seen = 1;
         while seen == 1 {
-            seen = cache.get(&1, counting(&loads)).await.unwrap();
+            seen = cache.get(&1, || counting(&loads)).await.unwrap();
             tokio::task::yield_now().await;
         }
         assert_eq!(seen, 2);
@@ -201,7 +206,7 @@ mod tests {
         let cache = RefreshingCache::new("test", AGE, 10);
         assert_eq!(
             cache
-                .get(&1, || std::future::ready(Ok::<_, String>(10)))
+                .get(&1, || || std::future::ready(Ok::<_, String>(10)))
                 .await
                 .unwrap(),
             10
@@ -213,12 +218,12 @@ mod tests {
             f.fetch_add(1, Ordering::SeqCst);
             std::future::ready(Err::<u32, _>("database down".to_owned()))
         };
-        assert_eq!(cache.get(&1, failing).await.unwrap(), 10);
+        assert_eq!(cache.get(&1, || failing).await.unwrap(), 10);
         until_loads(&failed, 1).await;
         // The flag is cleared after the failure: a later caller starts another refresh.
         let loads = Arc::new(AtomicU32::new(0));
         loop {
-            let v = cache.get(&1, counting(&loads)).await.unwrap();
+            let v = cache.get(&1, || counting(&loads)).await.unwrap();
             assert!(v == 10 || v == 1, "{v}");
             if loads.load(Ordering::SeqCst) > 0 {
                 break;
@@ -231,7 +236,7 @@ mod tests {
     async fn a_refresh_does_not_bring_back_what_was_invalidated() {
         let cache = RefreshingCache::new("test", AGE, 10);
         cache
-            .get(&1, || std::future::ready(Ok::<_, String>(10)))
+            .get(&1, || || std::future::ready(Ok::<_, String>(10)))
             .await
             .unwrap();
         tokio::time::sleep(AGE / 2 + Duration::from_millis(100)).await;
@@ -241,14 +246,14 @@ mod tests {
             let _ = held.await;
             Ok::<_, String>(20)
         };
-        assert_eq!(cache.get(&1, slow).await.unwrap(), 10);
+        assert_eq!(cache.get(&1, || slow).await.unwrap(), 10);
         cache.invalidate(&1).await;
         release.send(()).unwrap();
         // The stale read is dropped: the next caller loads afresh.
         let loads = Arc::new(AtomicU32::new(0));
         for _ in 0..20 {
             tokio::time::sleep(Duration::from_millis(10)).await;
-            let v = cache.get(&1, counting(&loads)).await.unwrap();
+            let v = cache.get(&1, || counting(&loads)).await.unwrap();
             assert_eq!(v, 1, "never the value read before the invalidation");
         }
     }
@@ -257,11 +262,13 @@ mod tests {
     async fn a_failed_first_load_is_an_error_and_not_cached() {
         let cache = RefreshingCache::<u32, u32>::new("test", AGE, 10);
         let err = cache
-            .get(&1, || std::future::ready(Err::<u32, _>("down".to_owned())))
+            .get(&1, || {
+                || std::future::ready(Err::<u32, _>("down".to_owned()))
+            })
             .await
             .unwrap_err();
         assert_eq!(err.as_str(), "down");
         let loads = Arc::new(AtomicU32::new(0));
-        assert_eq!(cache.get(&1, counting(&loads)).await.unwrap(), 1);
+        assert_eq!(cache.get(&1, || counting(&loads)).await.unwrap(), 1);
     }
 }

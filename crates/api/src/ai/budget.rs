@@ -136,9 +136,11 @@ impl Budgets {
     async fn recorded(&self, db: &Db, org: OrgId, now: DateTime<Utc>) -> Result<f64, AiApiError> {
         match &self.recorded {
             Some(cache) => {
-                let db = db.clone();
-                let read = move || async move {
-                    ai_usage::org_spend_in_month(db.primary(), org, Utc::now()).await
+                let read = || {
+                    let db = db.clone();
+                    move || async move {
+                        ai_usage::org_spend_in_month(db.primary(), org, Utc::now()).await
+                    }
                 };
                 Ok(cache
                     .get(&org, read)

@@ -549,8 +549,10 @@ impl Inner {
     async fn org_settings(&self, ctx: &OrgCtx) -> Result<AiSettings, AiApiError> {
         match &self.settings {
             Some(cache) => {
-                let (db, ctx) = (self.db.clone(), *ctx);
-                let read = move || async move { ai_settings::get(db.primary(), &ctx).await };
+                let read = || {
+                    let (db, ctx) = (self.db.clone(), *ctx);
+                    move || async move { ai_settings::get(db.primary(), &ctx).await }
+                };
                 Ok(cache
                     .get(&ctx.org_id(), read)
                     .await
