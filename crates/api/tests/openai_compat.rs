@@ -73,6 +73,20 @@ async fn api_key(app: &TestApp, s: &Session, scopes: &[&str]) -> (String, String
     )
 }
 
+/// Revoke API key `id` of `s`'s organisation on `app`.
+async fn revoke_key(app: &TestApp, s: &Session, id: &str) {
+    let res = app
+        .with_token(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{}/api-keys/{id}", s.org_id),
+            &s.access,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+}
+
 async fn chat(app: &TestApp, key: &str, body: Value) -> reqwest::Response {
     app.with_token(Method::POST, "/v1/chat/completions", key)
         .json(&body)
@@ -421,16 +435,7 @@ async fn keys_are_checked_and_errors_keep_openai_shape() {
     // A revoked key stops working at once.
     let (key, id) = api_key(&app, &owner, &["ai"]).await;
     assert_eq!(chat(&app, &key, ask("hi")).await.status(), 200);
-    let res = app
-        .with_token(
-            Method::DELETE,
-            &format!("/api/v1/orgs/{}/api-keys/{id}", owner.org_id),
-            &owner.access,
-        )
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success());
+    revoke_key(&app, &owner, &id).await;
     let err = openai_error(chat(&app, &key, ask("hi")).await, 401).await;
     assert_eq!(err["code"], "api_key_revoked");
 }
@@ -447,16 +452,7 @@ async fn a_key_revoked_on_another_node_stops_working_there_within_seconds() {
     let (key, id) = api_key(&a, &owner, &["ai"]).await;
     assert_eq!(chat(&b, &key, ask("hi")).await.status(), 200);
 
-    let res = a
-        .with_token(
-            Method::DELETE,
-            &format!("/api/v1/orgs/{}/api-keys/{id}", owner.org_id),
-            &owner.access,
-        )
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success());
+    revoke_key(&a, &owner, &id).await;
     let revoked = std::time::Instant::now();
     // Call node b every 100 ms for 7.5 s: successes may continue for up to the cache
     // lifetime (5 s, plus one store read begun before the revocation; 2 s of margin).

@@ -5,9 +5,10 @@
 //! cache meanwhile. Requests therefore wait for the database only on a key's first read,
 //! or when a refresh has not finished within the second half of `max_age` — not every
 //! `max_age` for every request in flight. With a plain time-to-live every expiry put one
-//! database round trip into the latency of all requests of that key arriving during it,
-//! and when the storage or the CPU was busy that round trip took tens of milliseconds: at a
-//! one-second lifetime, the p99 of a busy node (bench/RESULTS.md, 2026-12-07).
+//! database round trip into the latency of the requests of that key arriving during it —
+//! once a second per organisation on the AI path — so a read slowed by busy storage or a
+//! busy CPU reached the tail of a busy node. (An A/B on one noisy VM could not tell the two
+//! apart: bench/RESULTS.md, 2026-12-07, session 10.)
 //!
 //! Written here because moka (which stores the values) has no refresh-ahead: its
 //! `try_get_with` coalesces loads but makes every caller wait for them.
