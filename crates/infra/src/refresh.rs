@@ -1,14 +1,14 @@
-//! A read-through cache for what the request path reads from the database and may reuse
-//! for a bounded time (an organisation's recorded AI spend and AI settings; API keys,
-//! roles and active-user state): a value is never served longer than `max_age` after it
-//! was stored, and once it is half that old the next request starts a refresh in the
-//! background and is answered from the cache meanwhile. Requests therefore wait for the database only on a key's first read,
-//! or when a refresh has not finished within the second half of `max_age` — not every
-//! `max_age` for every request in flight. With a plain time-to-live every expiry put one
-//! database round trip into the latency of the requests of that key arriving during it —
-//! once a second per organisation on the AI path — so a read slowed by busy storage or a
-//! busy CPU reached the tail of a busy node. (An A/B on one noisy VM could not tell the two
-//! apart: bench/RESULTS.md, 2026-12-07, session 10.)
+//! A read-through cache for what the request path reads from the database and may reuse for
+//! a bounded time (an organisation's recorded AI spend and AI settings; API keys, roles and
+//! active-user state): a value is never served longer than `max_age` after it was stored,
+//! and once it is half that old the next request starts a refresh in the background and is
+//! answered from the cache meanwhile. Requests therefore wait for the database only on a
+//! key's first read, or when a refresh has not finished within the second half of `max_age`
+//! — not every `max_age` for every request in flight. With a plain time-to-live every
+//! expiry put one database round trip into the latency of the requests of that key arriving
+//! during it — once a second per organisation on the AI path — so a read slowed by busy
+//! storage or a busy CPU reached the tail of a busy node. (An A/B on one noisy VM could not
+//! tell the two apart: bench/RESULTS.md, 2026-12-07, session 10.)
 //!
 //! Written here because moka (which stores the values) has no refresh-ahead: its
 //! `try_get_with` coalesces loads but makes every caller wait for them.
