@@ -12,6 +12,7 @@ pub mod config;
 pub mod cost;
 pub mod error;
 pub mod gateway;
+pub mod http;
 pub mod knowledge;
 pub mod provider;
 pub mod registry;

@@ -5,6 +5,7 @@ use crate::AiError;
 use crate::breaker::CircuitBreaker;
 use crate::config::{AiConfig, DEFAULT_GEMINI_BASE_URL, DEFAULT_OPENAI_BASE_URL, ModelTimeouts};
 use crate::cost::Price;
+use crate::http::HttpClient;
 use crate::knowledge::KnowledgeSource;
 use crate::provider::Provider;
 use crate::provider::gemini::Gemini;
@@ -44,28 +45,21 @@ impl Registry {
         if !problems.is_empty() {
             return Err(AiError::Config(problems.join("; ")));
         }
-        // One pooled client for every provider; timeouts are the gateway's, per phase.
-        // No redirects: a provider API answers where it is configured, and a redirect would
-        // carry the prompt (and, to the same host, the key) somewhere else. It also spares
-        // reqwest's redirect layer a URL parse per call.
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| AiError::Config(format!("ai: HTTP client: {e}")))?;
+        // One pooled client for every provider (crate::http: timeouts are the gateway's, per
+        // phase; no redirects).
+        let http = HttpClient::new()?;
         let offline_provider: Arc<dyn Provider> = Arc::new(Offline::new(knowledge));
         let mut providers: HashMap<&str, Arc<dyn Provider>> = HashMap::new();
         for p in &cfg.providers {
             let client: Arc<dyn Provider> = match p.kind.as_str() {
                 "gemini" => Arc::new(Gemini::new(
-                    http.clone(),
+                    &http,
                     p.base_url.as_deref().unwrap_or(DEFAULT_GEMINI_BASE_URL),
                     p.api_key.clone(),
                     p.safety_settings.clone(),
                 )),
                 _ => Arc::new(OpenAiCompatible::new(
-                    http.clone(),
+                    &http,
                     p.base_url.as_deref().unwrap_or(DEFAULT_OPENAI_BASE_URL),
                     p.api_key.clone(),
                     p.azure_api_version.clone(),

@@ -30,7 +30,7 @@ pub fn backoff(cfg: &RetryConfig, attempt: u32, retry_after: Option<Duration>) -
 }
 
 /// Parse `retry-after-ms` (OpenAI), then `Retry-After` as seconds or an HTTP date.
-pub fn retry_after_from_headers(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub fn retry_after_from_headers(h: &http::HeaderMap) -> Option<Duration> {
     let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
         && ms.is_finite()
@@ -52,7 +52,7 @@ pub fn retry_after_from_headers(h: &reqwest::header::HeaderMap) -> Option<Durati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::{HeaderMap, HeaderValue};
+    use http::header::{HeaderMap, HeaderValue};
 
     const CFG: RetryConfig = RetryConfig {
         max_attempts: 4,

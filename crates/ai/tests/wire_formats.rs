@@ -48,7 +48,7 @@ async fn mock(cfg: MockConfig) -> MockServer {
 
 fn openai(m: &MockServer) -> OpenAiCompatible {
     OpenAiCompatible::new(
-        reqwest::Client::new(),
+        &assay_ai::http::HttpClient::new().expect("client"),
         &format!("{}/v1", m.base_url()),
         Some("sk-test".to_string().into()),
         None,
@@ -61,7 +61,7 @@ fn gemini(m: &MockServer) -> Gemini {
         threshold: "BLOCK_ONLY_HIGH".into(),
     }];
     Gemini::new(
-        reqwest::Client::new(),
+        &assay_ai::http::HttpClient::new().expect("client"),
         &format!("{}/v1beta", m.base_url()),
         Some("g-test".to_string().into()),
         safety,
@@ -264,7 +264,7 @@ async fn openai_finish_reasons_and_missing_usage() {
 async fn azure_style_deployment_url_and_key_header() {
     let m = mock(MockConfig::default()).await;
     let p = OpenAiCompatible::new(
-        reqwest::Client::new(),
+        &assay_ai::http::HttpClient::new().expect("client"),
         &m.base_url(),
         Some("az-key".to_string().into()),
         Some("2024-10-21".into()),

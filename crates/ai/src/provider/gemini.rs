@@ -6,11 +6,12 @@
 //! is a typed `Blocked` error. Parts without text (function calls, thoughts) are skipped.
 
 use super::{
-    Completion, EventStream, Provider, ProviderRequest, StreamEvent, clip, status_error,
-    transport_error,
+    Completion, EventStream, Provider, ProviderRequest, StreamEvent, clip, header_value,
+    json_bytes, status_error, uri,
 };
 use crate::AiError;
 use crate::config::SafetySetting;
+use crate::http::{HttpClient, HttpResponse, Route};
 use crate::retry::retry_after_from_headers;
 use crate::types::{FinishReason, MessageRole, ProviderKind, TokenUsage};
 use futures::future::BoxFuture;
@@ -20,7 +21,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 pub struct Gemini {
-    http: reqwest::Client,
+    http: Route,
     base_url: String,
     api_key: Option<SecretString>,
     safety_settings: Vec<SafetySetting>,
@@ -28,21 +29,22 @@ pub struct Gemini {
 
 impl Gemini {
     pub fn new(
-        http: reqwest::Client,
+        http: &HttpClient,
         base_url: &str,
         api_key: Option<SecretString>,
         safety_settings: Vec<SafetySetting>,
     ) -> Self {
+        let base_url = base_url.trim_end_matches('/').to_owned();
         Self {
-            http,
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            http: http.route_to(&base_url),
+            base_url,
             api_key,
             safety_settings,
         }
     }
 
-    fn request(&self, req: &ProviderRequest, stream: bool) -> reqwest::RequestBuilder {
-        let url = if stream {
+    async fn send(&self, req: &ProviderRequest, stream: bool) -> Result<HttpResponse, AiError> {
+        let target = if stream {
             format!(
                 "{}/models/{}:streamGenerateContent?alt=sse",
                 self.base_url, req.model
@@ -50,11 +52,19 @@ impl Gemini {
         } else {
             format!("{}/models/{}:generateContent", self.base_url, req.model)
         };
-        let mut rb = self.http.post(url);
-        if let Some(k) = &self.api_key {
-            rb = rb.header("x-goog-api-key", k.expose_secret());
-        }
-        rb.json(&request_body(req, &self.safety_settings))
+        let key = match &self.api_key {
+            Some(k) => Some((
+                http::HeaderName::from_static("x-goog-api-key"),
+                header_value(k.expose_secret(), true)?,
+            )),
+            None => None,
+        };
+        let body = json_bytes(&request_body(req, &self.safety_settings));
+        super::send(
+            self.http.post_json(uri(&target)?, key, body),
+            classify_error,
+        )
+        .await
     }
 }
 
@@ -115,7 +125,7 @@ fn proto_duration(s: &str) -> Option<Duration> {
 
 /// Map an error response to a typed error. Gemini answers 429 `RESOURCE_EXHAUSTED` both for
 /// a per-minute limit (retry later) and for a spent daily/free-tier quota (do not).
-pub fn classify_error(status: u16, headers: &reqwest::header::HeaderMap, body: &str) -> AiError {
+pub fn classify_error(status: u16, headers: &http::HeaderMap, body: &str) -> AiError {
     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let err = v.get("error").unwrap_or(&Value::Null);
     let detail = clip(err.get("message").and_then(Value::as_str).unwrap_or(body));
@@ -241,8 +251,7 @@ impl Provider for Gemini {
         req: &'a ProviderRequest,
     ) -> BoxFuture<'a, Result<Completion, AiError>> {
         async move {
-            let resp = super::send(self.request(req, false), classify_error).await?;
-            let body = resp.bytes().await.map_err(transport_error)?;
+            let body = self.send(req, false).await?.bytes().await?;
             let v: Value = serde_json::from_slice(&body).map_err(|e| AiError::InvalidOutput {
                 detail: format!("generateContent body: {e}"),
             })?;
@@ -268,13 +277,13 @@ impl Provider for Gemini {
         req: &'a ProviderRequest,
     ) -> BoxFuture<'a, Result<EventStream, AiError>> {
         async move {
-            let resp = super::send(self.request(req, true), classify_error).await?;
-            let events = crate::sse::events(resp.bytes_stream().boxed());
+            let resp = self.send(req, true).await?;
+            let events = crate::sse::events(resp.into_stream());
             let s = events
                 .map(|r| -> Vec<Result<StreamEvent, AiError>> {
                     let data = match r {
                         Ok(d) => d,
-                        Err(e) => return vec![Err(transport_error(e))],
+                        Err(e) => return vec![Err(e)],
                     };
                     let v: Value = match serde_json::from_str(&data) {
                         Ok(v) => v,
@@ -289,11 +298,7 @@ impl Provider for Gemini {
                             .pointer("/error/code")
                             .and_then(Value::as_u64)
                             .unwrap_or(500) as u16;
-                        return vec![Err(classify_error(
-                            code,
-                            &reqwest::header::HeaderMap::new(),
-                            &data,
-                        ))];
+                        return vec![Err(classify_error(code, &http::HeaderMap::new(), &data))];
                     }
                     match parse_response(&v) {
                         Err(e) => vec![Err(e)],
@@ -387,7 +392,7 @@ mod tests {
 
     #[test]
     fn rate_limit_vs_spent_quota() {
-        let h = reqwest::header::HeaderMap::new();
+        let h = http::HeaderMap::new();
         let rate = json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "x", "details": [
             {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2.5s"}]}}).to_string();
         assert!(

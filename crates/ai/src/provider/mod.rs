@@ -7,6 +7,7 @@ pub mod offline;
 pub mod openai;
 
 use crate::AiError;
+use crate::http::HttpResponse;
 use crate::types::{ChatMessage, FinishReason, ProviderKind, TaskKind, TokenUsage};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -58,20 +59,6 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'a, Result<EventStream, AiError>>;
 }
 
-/// A transport failure: nothing in the response can be trusted, the provider may be down.
-pub(crate) fn transport_error(e: reqwest::Error) -> AiError {
-    let what = if e.is_connect() {
-        "connect"
-    } else if e.is_body() || e.is_decode() {
-        "body"
-    } else {
-        "request"
-    };
-    AiError::Unavailable {
-        detail: format!("{what} error: {e}"),
-    }
-}
-
 /// Error statuses shared by both providers once their body has been looked at.
 pub(crate) fn status_error(
     status: u16,
@@ -88,21 +75,43 @@ pub(crate) fn status_error(
 }
 
 /// How a provider turns an error response (status, headers, body) into an `AiError`.
-pub(crate) type ClassifyError = fn(u16, &reqwest::header::HeaderMap, &str) -> AiError;
+pub(crate) type ClassifyError = fn(u16, &http::HeaderMap, &str) -> AiError;
 
-/// Send a request; a non-200 answer becomes the provider's typed error.
+/// Wait for a response; a non-200 answer becomes the provider's typed error.
 pub(crate) async fn send(
-    rb: reqwest::RequestBuilder,
+    sent: impl Future<Output = Result<HttpResponse, AiError>>,
     classify: ClassifyError,
-) -> Result<reqwest::Response, AiError> {
-    let resp = rb.send().await.map_err(transport_error)?;
-    let status = resp.status().as_u16();
+) -> Result<HttpResponse, AiError> {
+    let resp = sent.await?;
+    let status = resp.status.as_u16();
     if status == 200 {
         return Ok(resp);
     }
-    let headers = resp.headers().clone();
-    let body = resp.text().await.unwrap_or_default();
+    let headers = resp.headers.clone();
+    let body = resp.text().await;
     Err(classify(status, &headers, &body))
+}
+
+/// A JSON request body (a `Value` always serialises).
+pub(crate) fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// A header value from configuration or a request (a key with a line break in it cannot be
+/// sent: the call fails as a request error instead of sending a mangled header).
+pub(crate) fn header_value(v: &str, sensitive: bool) -> Result<http::HeaderValue, AiError> {
+    let mut h = http::HeaderValue::from_str(v).map_err(|_| AiError::Unavailable {
+        detail: "request error: a header value holds characters HTTP cannot carry".into(),
+    })?;
+    h.set_sensitive(sensitive);
+    Ok(h)
+}
+
+/// A provider URL, parsed (an invalid one fails the call as a request error).
+pub(crate) fn uri(s: &str) -> Result<http::Uri, AiError> {
+    s.parse().map_err(|e| AiError::Unavailable {
+        detail: format!("request error: invalid URL {s}: {e}"),
+    })
 }
 
 /// Truncate provider text kept for logs.

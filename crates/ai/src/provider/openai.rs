@@ -5,10 +5,11 @@
 //! — or null, as some servers send it), ended by `data: [DONE]`.
 
 use super::{
-    Completion, EventStream, Provider, ProviderRequest, StreamEvent, clip, status_error,
-    transport_error,
+    Completion, EventStream, Provider, ProviderRequest, StreamEvent, clip, header_value,
+    json_bytes, status_error, uri,
 };
 use crate::AiError;
+use crate::http::{HttpClient, HttpResponse, Route};
 use crate::retry::retry_after_from_headers;
 use crate::types::{FinishReason, MessageRole, ProviderKind, TokenUsage};
 use futures::future::BoxFuture;
@@ -18,51 +19,54 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub struct OpenAiCompatible {
-    http: reqwest::Client,
+    http: Route,
     base_url: String,
     /// `{base_url}/chat/completions`, parsed once (not per call) when it is a valid URL.
-    completions_url: Option<reqwest::Url>,
+    completions_uri: Option<http::Uri>,
     api_key: Option<SecretString>,
     azure_api_version: Option<String>,
 }
 
 impl OpenAiCompatible {
     pub fn new(
-        http: reqwest::Client,
+        http: &HttpClient,
         base_url: &str,
         api_key: Option<SecretString>,
         azure_api_version: Option<String>,
     ) -> Self {
         let base_url = base_url.trim_end_matches('/').to_owned();
         Self {
-            http,
-            completions_url: reqwest::Url::parse(&format!("{base_url}/chat/completions")).ok(),
+            http: http.route_to(&base_url),
+            completions_uri: format!("{base_url}/chat/completions").parse().ok(),
             base_url,
             api_key,
             azure_api_version,
         }
     }
 
-    fn request(&self, req: &ProviderRequest, stream: bool) -> reqwest::RequestBuilder {
-        let mut rb = match (&self.azure_api_version, &self.completions_url) {
-            (Some(v), _) => self.http.post(format!(
+    async fn send(&self, req: &ProviderRequest, stream: bool) -> Result<HttpResponse, AiError> {
+        let target = match (&self.azure_api_version, &self.completions_uri) {
+            (Some(v), _) => uri(&format!(
                 "{}/openai/deployments/{}/chat/completions?api-version={v}",
                 self.base_url, req.model
-            )),
-            (None, Some(url)) => self.http.post(url.clone()),
-            // Not a valid URL: reqwest reports it as the call's error.
-            (None, None) => self
-                .http
-                .post(format!("{}/chat/completions", self.base_url)),
+            ))?,
+            (None, Some(u)) => u.clone(),
+            // Not a valid URL: the call's error says so.
+            (None, None) => uri(&format!("{}/chat/completions", self.base_url))?,
         };
-        if let Some(k) = &self.api_key {
-            rb = if self.azure_api_version.is_some() {
-                rb.header("api-key", k.expose_secret())
-            } else {
-                rb.bearer_auth(k.expose_secret())
-            };
-        }
-        rb.json(&request_body(req, stream))
+        let auth = match &self.api_key {
+            Some(k) if self.azure_api_version.is_some() => Some((
+                http::HeaderName::from_static("api-key"),
+                header_value(k.expose_secret(), true)?,
+            )),
+            Some(k) => Some((
+                http::header::AUTHORIZATION,
+                header_value(&format!("Bearer {}", k.expose_secret()), true)?,
+            )),
+            None => None,
+        };
+        let body = json_bytes(&request_body(req, stream));
+        super::send(self.http.post_json(target, auth, body), classify_error).await
     }
 }
 
@@ -112,7 +116,7 @@ struct ErrorBody {
 }
 
 /// Map an error response (status, headers, body) to a typed error.
-pub fn classify_error(status: u16, headers: &reqwest::header::HeaderMap, body: &str) -> AiError {
+pub fn classify_error(status: u16, headers: &http::HeaderMap, body: &str) -> AiError {
     let parsed = serde_json::from_str::<ErrorEnvelope>(body)
         .ok()
         .map(|e| e.error);
@@ -228,11 +232,7 @@ pub fn parse_chunk(data: &str) -> Result<Option<Vec<StreamEvent>>, AiError> {
         detail: format!("chunk: {e}"),
     })?;
     if v.get("error").is_some_and(|e| !e.is_null()) {
-        return Err(classify_error(
-            500,
-            &reqwest::header::HeaderMap::new(),
-            data,
-        ));
+        return Err(classify_error(500, &http::HeaderMap::new(), data));
     }
     let mut out = Vec::new();
     // `choices` may be missing, null or empty (the usage-only chunk).
@@ -267,8 +267,7 @@ impl Provider for OpenAiCompatible {
         req: &'a ProviderRequest,
     ) -> BoxFuture<'a, Result<Completion, AiError>> {
         async move {
-            let resp = super::send(self.request(req, false), classify_error).await?;
-            let body = resp.bytes().await.map_err(transport_error)?;
+            let body = self.send(req, false).await?.bytes().await?;
             parse_completion(&body)
         }
         .boxed()
@@ -279,8 +278,8 @@ impl Provider for OpenAiCompatible {
         req: &'a ProviderRequest,
     ) -> BoxFuture<'a, Result<EventStream, AiError>> {
         async move {
-            let resp = super::send(self.request(req, true), classify_error).await?;
-            let events = crate::sse::events(resp.bytes_stream().boxed());
+            let resp = self.send(req, true).await?;
+            let events = crate::sse::events(resp.into_stream());
             let s = futures::stream::unfold(
                 (events.boxed(), false, false),
                 |(mut ev, mut done, mut finished)| async move {
@@ -304,7 +303,7 @@ impl Provider for OpenAiCompatible {
                             },
                             Some(Err(e)) => {
                                 done = true;
-                                return Some((Err(transport_error(e)), (ev, done, finished)));
+                                return Some((Err(e), (ev, done, finished)));
                             }
                             None if finished => return None,
                             None => {
@@ -356,7 +355,7 @@ mod tests {
 
     #[test]
     fn error_bodies_are_classified() {
-        let h = reqwest::header::HeaderMap::new();
+        let h = http::HeaderMap::new();
         let rate = r#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
         assert!(matches!(
             classify_error(429, &h, rate),
