@@ -124,6 +124,20 @@ impl ModelConfig {
             self.id.clone()
         }
     }
+
+    /// Whether `name` is this model's [`registry_id`](Self::registry_id) (without building it:
+    /// requests name models on every call).
+    pub fn is_named(&self, name: &str) -> bool {
+        if self.id.is_empty() {
+            let (p, m) = (self.provider.as_str(), self.model.as_str());
+            name.len() == p.len() + 1 + m.len()
+                && name.starts_with(p)
+                && name[p.len()..].starts_with('/')
+                && name.ends_with(m)
+        } else {
+            self.id == name
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -465,6 +479,39 @@ impl AiConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_model_is_named_by_its_registry_id_only() {
+        let m = |provider: &str, model: &str, id: &str| ModelConfig {
+            provider: provider.into(),
+            model: model.into(),
+            id: id.into(),
+            ..ModelConfig::default()
+        };
+        for (cfg, name, named) in [
+            (m("openai", "gpt-4.1-mini", ""), "openai/gpt-4.1-mini", true),
+            (m("openai", "gpt-4.1-mini", ""), "openai/gpt-4.1", false),
+            (m("openai", "gpt-4.1-mini", ""), "gpt-4.1-mini", false),
+            (
+                m("openai", "gpt-4.1-mini", ""),
+                "openaix/gpt-4.1-mini",
+                false,
+            ),
+            (m("a/b", "c", ""), "a/b/c", true),
+            (m("a", "b/c", ""), "a/b/c", true),
+            (m("a", "b", ""), "a/b/c", false),
+            (m("openai", "gpt-4.1-mini", "fast"), "fast", true),
+            (
+                m("openai", "gpt-4.1-mini", "fast"),
+                "openai/gpt-4.1-mini",
+                false,
+            ),
+        ] {
+            assert_eq!(cfg.is_named(name), named, "{name}");
+            assert_eq!(cfg.registry_id() == name, named, "{name}");
+        }
+    }
+
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

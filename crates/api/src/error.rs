@@ -6,9 +6,7 @@
 //! `{"error":{"code","message","details","request_id"}}` (see `render_errors`).
 
 use assay_store::StoreError;
-use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -170,18 +168,16 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Outermost error middleware: give every error response the one JSON shape with the
-/// request id, whether it came from a handler (`ApiError` extension) or from the router or
-/// a tower layer (a bare status, maybe with a text body).
-pub async fn render_errors(req: Request, next: Next) -> Response {
-    let request_id = crate::request_id::of(&req);
-    let res = next.run(req).await;
+/// Give every error response the one JSON shape with the request id, whether it came from a
+/// handler (`ApiError` extension) or from the router or a tower layer (a bare status, maybe
+/// with a text body). Run on every response by the outermost middleware (`crate::edge`).
+pub async fn render_errors(res: Response, request_id: Option<&str>) -> Response {
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
     if let Some(err) = res.extensions().get::<ApiError>().cloned() {
-        return render(res, &err, request_id.as_deref());
+        return render(res, &err, request_id);
     }
     let is_json = res
         .headers()
@@ -204,10 +200,10 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
         return render(
             Response::from_parts(parts, axum::body::Body::empty()),
             &err,
-            request_id.as_deref(),
+            request_id,
         );
     }
-    render(res, &err, request_id.as_deref())
+    render(res, &err, request_id)
 }
 
 fn render(res: Response, err: &ApiError, request_id: Option<&str>) -> Response {

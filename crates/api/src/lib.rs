@@ -11,6 +11,7 @@ mod ai_usage_sink;
 pub mod auth;
 pub mod bookkeeping;
 pub mod catalogues;
+mod edge;
 pub mod error;
 pub mod identity;
 pub mod json;
@@ -472,14 +473,10 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
         .with_state(state);
 
     // Outermost first: the request id exists before anything logs or fails, and errors
-    // from every inner layer are rendered in the one JSON shape.
+    // from every inner layer (a caught panic's included) are rendered in the one JSON shape
+    // and carry the security headers (edge.rs).
     let stack = ServiceBuilder::new()
-        .layer(axum::middleware::from_fn(request_id::assign))
-        .layer(axum::middleware::from_fn(error::render_errors))
-        // Under /v1/, the router's 404/405 and the body limit's 413 in OpenAI's shape.
-        .layer(axum::middleware::from_fn(
-            routes::openai_compat::openai_errors_under_v1,
-        ))
+        .layer(axum::middleware::from_fn_with_state(headers, edge::edge))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
@@ -489,10 +486,6 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("a handler panicked").into_response()))
-        .layer(axum::middleware::from_fn_with_state(
-            headers,
-            security_headers::apply,
-        ))
         .option_layer(cors)
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(RequestBodyLimitLayer::new(body_limit))

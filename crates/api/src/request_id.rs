@@ -4,8 +4,6 @@
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
-use axum::response::Response;
 
 pub static HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -25,8 +23,9 @@ pub fn of(req: &Request) -> Option<String> {
     req.extensions().get::<RequestId>().map(|r| r.0.clone())
 }
 
-/// Middleware: accept or assign the id, then echo it on the response.
-pub async fn assign(mut req: Request, next: Next) -> Response {
+/// Accept the caller's id or assign one: set on the request (header and [`RequestId`]
+/// extension); the returned value is what the response echoes.
+pub fn accept_or_assign(req: &mut Request) -> HeaderValue {
     let id = req
         .headers()
         .get(&HEADER)
@@ -38,9 +37,7 @@ pub async fn assign(mut req: Request, next: Next) -> Response {
         HeaderValue::from_str(&id).expect("checked or generated ids are valid header values");
     req.headers_mut().insert(HEADER.clone(), value.clone());
     req.extensions_mut().insert(RequestId(id));
-    let mut res = next.run(req).await;
-    res.headers_mut().insert(HEADER.clone(), value);
-    res
+    value
 }
 
 #[cfg(test)]

@@ -1,9 +1,7 @@
 //! Security headers and CORS from configuration.
 
 use assay_config::{Config, CorsConfig};
-use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use std::sync::Arc;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -40,17 +38,15 @@ impl SecurityHeaders {
             ),
         ]))
     }
-}
 
-/// Middleware adding the [`SecurityHeaders`] a response does not already have.
-pub async fn apply(State(headers): State<SecurityHeaders>, req: Request, next: Next) -> Response {
-    let mut res = next.run(req).await;
-    for (name, value) in headers.0.iter() {
-        res.headers_mut()
-            .entry(name)
-            .or_insert_with(|| value.clone());
+    /// Add the headers `res` does not already set (run by the outermost middleware,
+    /// `crate::edge`, on every response: errors and caught panics included).
+    pub fn add_to(&self, res: &mut Response) {
+        let h = res.headers_mut();
+        for (name, value) in self.0.iter() {
+            h.entry(name).or_insert_with(|| value.clone());
+        }
     }
-    res
 }
 
 /// The CORS layer, or none when no origin is allowed (same-origin only).

@@ -188,9 +188,14 @@ async fn slow_requests_time_out_and_panics_stay_private() {
         .config(|c| c.server.request_timeout_secs = 1)
         .spawn()
         .await;
-    error_of(app.get("/test/slow").await, 408, "request_timeout").await;
+    let slow = app.get("/test/slow").await;
+    assert_eq!(slow.headers()["x-content-type-options"], "nosniff");
+    error_of(slow, 408, "request_timeout").await;
 
     let res = app.get("/test/panic").await;
+    // Caught panics and timeouts leave like every response: request id, security headers.
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+    assert!(res.headers().contains_key("x-request-id"));
     let body = error_of(res, 500, "internal").await;
     assert!(!body.to_string().contains("hunter2"), "{body}");
     // The server survives the panic.

@@ -11,7 +11,7 @@
 //! - Errors: every error on these routes — the handler's, the extractors', the rate limiter's
 //!   — leaves as OpenAI's `{"error":{"message","type","param","code"}}` ([`openai_errors`]),
 //!   and so does any error for a path under `/v1/` that no route handled: unknown path,
-//!   wrong method, body too large ([`openai_errors_under_v1`]). The SDKs then raise their
+//!   wrong method, body too large ([`UnderV1`]). The SDKs then raise their
 //!   typed exceptions. A stream that fails after it started ends with one such body as a
 //!   `data:` event and no `[DONE]`. `code` carries Assay's stable code
 //!   (`ai_rate_limited`, `ai_blocked`, `forbidden`...), except where OpenAI clients look for
@@ -164,7 +164,7 @@ impl IntoResponse for OpenAiError {
 
 /// Route layer for the `/v1` routes: any error in Assay's shape (from an extractor or the
 /// rate limiter) is re-rendered in OpenAI's, keeping status and headers. The errors that
-/// happen outside these routes are [`openai_errors_under_v1`]'s.
+/// happen outside these routes are [`UnderV1`]'s.
 pub async fn openai_errors(req: Request, next: Next) -> Response {
     in_openai_shape(next.run(req).await, None)
 }
@@ -174,16 +174,33 @@ fn is_openai_path(path: &str) -> bool {
     path == "/v1" || path.starts_with("/v1/")
 }
 
-/// App layer, just inside `render_errors`: for paths under `/v1/`, the errors produced
-/// before any `/v1` route runs — the router's 404 (unknown path) and 405 (wrong method),
-/// the body limit's 413, the timeout's 408 — leave in OpenAI's shape too, so an OpenAI SDK
-/// raises its typed error. Every other path keeps Assay's shape.
-pub async fn openai_errors_under_v1(req: Request, next: Next) -> Response {
-    if !is_openai_path(req.uri().path()) {
-        return next.run(req).await;
+/// For paths under `/v1/` (the outermost middleware, `crate::edge`, asks before the request
+/// runs): the errors produced before any `/v1` route runs — the router's 404 (unknown path)
+/// and 405 (wrong method), the body limit's 413, the timeout's 408 — leave in OpenAI's shape
+/// too, so an OpenAI SDK raises its typed error. Every other path keeps Assay's shape.
+pub(crate) struct UnderV1 {
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+}
+
+impl UnderV1 {
+    /// `Some` for a request to the OpenAI-compatible API.
+    pub(crate) fn of(req: &Request) -> Option<Self> {
+        is_openai_path(req.uri().path()).then(|| Self {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+        })
     }
-    let target = format!("{} {}", req.method(), req.uri().path());
-    in_openai_shape(next.run(req).await, Some(&target))
+
+    /// The response, errors in OpenAI's shape.
+    pub(crate) fn shape(&self, res: Response) -> Response {
+        let status = res.status();
+        if !(status.is_client_error() || status.is_server_error()) {
+            return res;
+        }
+        let target = format!("{} {}", self.method, self.uri.path());
+        in_openai_shape(res, Some(&target))
+    }
 }
 
 /// `res` in OpenAI's error shape when it is an error not already in it. `target` (`POST
@@ -808,9 +825,14 @@ fn meta_headers(res: &mut Response, model: &str, offline: bool, cache_hit: bool)
     );
 }
 
-/// Whether `model` names something this gateway serves.
+/// Whether `model` names something this gateway serves (one of [`served_models`], checked
+/// without building the list).
 fn check_model(state: &AppState, model: &str) -> Result<(), OpenAiError> {
-    if served_models(state).iter().any(|m| m.id == model) {
+    let ai = &state.config().ai;
+    let served = model == AUTO_MODEL
+        || ai.models.iter().any(|m| m.is_named(model))
+        || (ai.offline_fallback && model == assay_ai::registry::OFFLINE_MODEL_ID);
+    if served {
         Ok(())
     } else {
         Err(OpenAiError::model_not_found(model))
