@@ -92,8 +92,8 @@ pub(crate) async fn send(
     Err(classify(status, &headers, &body))
 }
 
-/// A JSON request body (a `Value` always serialises).
-pub(crate) fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
+/// A JSON request body (the bodies are plain data: they always serialise).
+pub(crate) fn json_bytes(v: &impl serde::Serialize) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 

@@ -15,8 +15,8 @@ use crate::types::{FinishReason, MessageRole, ProviderKind, TokenUsage};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 pub struct OpenAiCompatible {
     http: Route,
@@ -70,34 +70,61 @@ impl OpenAiCompatible {
     }
 }
 
-/// The Chat Completions request body.
-pub fn request_body(req: &ProviderRequest, stream: bool) -> Value {
-    let messages: Vec<Value> = req
-        .messages
-        .iter()
-        .map(|m| {
-            let role = match m.role {
-                MessageRole::System => "system",
-                MessageRole::User => "user",
-                MessageRole::Assistant => "assistant",
-            };
-            json!({"role": role, "content": m.content})
-        })
-        .collect();
-    let mut body = json!({"model": req.model, "messages": messages, "stream": stream});
-    if stream {
-        body["stream_options"] = json!({"include_usage": true});
+/// The Chat Completions request body (typed: the messages are serialised from the request's
+/// strings, not copied into a `Value` tree first).
+pub fn request_body(req: &ProviderRequest, stream: bool) -> impl Serialize + '_ {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        model: &'a str,
+        messages: Vec<Message<'a>>,
+        stream: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stream_options: Option<StreamOptions>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        temperature: Option<f32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_completion_tokens: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        response_format: Option<ResponseFormat>,
     }
-    if let Some(t) = req.temperature {
-        body["temperature"] = json!(t);
+    #[derive(Serialize)]
+    struct Message<'a> {
+        role: &'static str,
+        content: &'a str,
     }
-    if let Some(n) = req.max_output_tokens {
-        body["max_completion_tokens"] = json!(n);
+    #[derive(Serialize)]
+    struct StreamOptions {
+        include_usage: bool,
     }
-    if req.json_output {
-        body["response_format"] = json!({"type": "json_object"});
+    #[derive(Serialize)]
+    struct ResponseFormat {
+        #[serde(rename = "type")]
+        kind: &'static str,
     }
-    body
+    Body {
+        model: &req.model,
+        messages: req
+            .messages
+            .iter()
+            .map(|m| Message {
+                role: match m.role {
+                    MessageRole::System => "system",
+                    MessageRole::User => "user",
+                    MessageRole::Assistant => "assistant",
+                },
+                content: &m.content,
+            })
+            .collect(),
+        stream,
+        stream_options: stream.then_some(StreamOptions {
+            include_usage: true,
+        }),
+        temperature: req.temperature,
+        max_completion_tokens: req.max_output_tokens,
+        response_format: req.json_output.then_some(ResponseFormat {
+            kind: "json_object",
+        }),
+    }
 }
 
 #[derive(Deserialize)]

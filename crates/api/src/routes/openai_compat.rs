@@ -693,15 +693,6 @@ fn finish_reason(f: Option<&FinishReason>) -> &'static str {
     }
 }
 
-fn usage_json(u: &TokenUsage) -> Value {
-    json!({
-        "prompt_tokens": u.input_tokens,
-        "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens + u.output_tokens,
-        "prompt_tokens_details": { "cached_tokens": u.cached_input_tokens },
-    })
-}
-
 fn completion_id() -> String {
     format!("chatcmpl-{}", uuid::Uuid::now_v7().simple())
 }
@@ -712,29 +703,84 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The `chat.completion` object for a complete answer.
-pub fn completion_body(
-    id: &str,
+/// The `chat.completion` object for a complete answer (typed, so the answer is serialised
+/// straight from the pipeline's strings instead of copied into a `Value` tree first).
+pub fn completion_body<'a>(
+    id: &'a str,
     created: u64,
-    model: &str,
-    text: &str,
+    model: &'a str,
+    text: &'a str,
     finish: Option<&FinishReason>,
     usage: &TokenUsage,
-) -> Value {
-    json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": { "role": "assistant", "content": text, "refusal": null },
-            "logprobs": null,
-            "finish_reason": finish_reason(finish),
+) -> impl Serialize + 'a {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        id: &'a str,
+        object: &'static str,
+        created: u64,
+        model: &'a str,
+        choices: [Choice<'a>; 1],
+        usage: Usage,
+        system_fingerprint: Option<()>,
+    }
+    #[derive(Serialize)]
+    struct Choice<'a> {
+        index: u32,
+        message: Message<'a>,
+        logprobs: Option<()>,
+        finish_reason: &'static str,
+    }
+    #[derive(Serialize)]
+    struct Message<'a> {
+        role: &'static str,
+        content: &'a str,
+        refusal: Option<()>,
+    }
+    Body {
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        choices: [Choice {
+            index: 0,
+            message: Message {
+                role: "assistant",
+                content: text,
+                refusal: None,
+            },
+            logprobs: None,
+            finish_reason: finish_reason(finish),
         }],
-        "usage": usage_json(usage),
-        "system_fingerprint": null,
-    })
+        usage: Usage::of(usage),
+        system_fingerprint: None,
+    }
+}
+
+/// OpenAI's `usage` object.
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: CachedTokens,
+}
+
+#[derive(Serialize)]
+struct CachedTokens {
+    cached_tokens: u64,
+}
+
+impl Usage {
+    fn of(u: &TokenUsage) -> Self {
+        Self {
+            prompt_tokens: u.input_tokens,
+            completion_tokens: u.output_tokens,
+            total_tokens: u.input_tokens + u.output_tokens,
+            prompt_tokens_details: CachedTokens {
+                cached_tokens: u.cached_input_tokens,
+            },
+        }
+    }
 }
 
 /// Frames `chat.completion.chunk` events for one streamed answer.
@@ -791,7 +837,7 @@ impl ChunkWriter {
             None,
         )];
         if self.include_usage {
-            out.push(self.chunk(json!([]), Some(usage_json(usage))));
+            out.push(self.chunk(json!([]), Some(json!(Usage::of(usage)))));
         }
         out.push(Bytes::from_static(b"data: [DONE]\n\n"));
         out
