@@ -3,8 +3,9 @@
 //! in OpenAI's shape under `/v1/` — and the security headers.
 //!
 //! One layer doing these in order rather than one `from_fn` layer each: every such layer
-//! boxes its future and clones the service beneath it on each request, and these few lines
-//! ran on every AI call (bench/RESULTS.md, 2026-12-07).
+//! boxes its future and clones the service beneath it on each request. (Less work per call
+//! by design; the chat benchmark could not resolve the difference on a noisy VM,
+//! bench/RESULTS.md 2026-12-07.)
 
 use crate::routes::openai_compat::UnderV1;
 use crate::security_headers::SecurityHeaders;
