@@ -35,6 +35,8 @@ pub struct HttpClient {
     /// Built on first use: only providers behind an egress proxy need it.
     proxied: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
     proxies: Arc<hyper_util::client::proxy::matcher::Matcher>,
+    /// Whether `proxies` were given ([`HttpClient::with_proxies`]) rather than the system's.
+    custom_proxies: bool,
 }
 
 /// How one provider reaches its base URL (chosen once, when the provider is built).
@@ -56,12 +58,23 @@ impl HttpClient {
     /// no redirects (a provider API answers where it is configured: a redirect would carry
     /// the prompt, and the key, somewhere else).
     pub fn new() -> Result<Self, AiError> {
-        Self::with_proxies(hyper_util::client::proxy::matcher::Matcher::from_system())
+        Self::build(
+            hyper_util::client::proxy::matcher::Matcher::from_system(),
+            false,
+        )
     }
 
-    /// [`HttpClient::new`] with the proxy rules given instead of the system's.
+    /// [`HttpClient::new`] with the proxy rules given instead of the system's (tests; proxy
+    /// credentials are not carried over from these rules).
     pub fn with_proxies(
         proxies: hyper_util::client::proxy::matcher::Matcher,
+    ) -> Result<Self, AiError> {
+        Self::build(proxies, true)
+    }
+
+    fn build(
+        proxies: hyper_util::client::proxy::matcher::Matcher,
+        custom_proxies: bool,
     ) -> Result<Self, AiError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -88,6 +101,7 @@ impl HttpClient {
             direct,
             proxied: Arc::default(),
             proxies: Arc::new(proxies),
+            custom_proxies,
         })
     }
 
@@ -102,18 +116,23 @@ impl HttpClient {
         }
     }
 
-    /// reqwest's client with the system's proxy settings (built once).
+    /// reqwest's client for proxied routes (built once). By default it reads the system's
+    /// proxy settings itself — the same rules (hyper-util's `Matcher::from_system`) that
+    /// chose the route, and it sends the credentials a proxy URL carries; rules given to
+    /// [`HttpClient::with_proxies`] are applied as they are.
     fn proxied_client(&self) -> Result<&reqwest::Client, AiError> {
         self.proxied
             .get_or_init(|| {
-                let proxies = self.proxies.clone();
-                reqwest::Client::builder()
-                    // The same rules that chose this route (the system's, unless given).
-                    .proxy(reqwest::Proxy::custom(move |url| {
+                let mut builder = reqwest::Client::builder();
+                if self.custom_proxies {
+                    let proxies = self.proxies.clone();
+                    builder = builder.proxy(reqwest::Proxy::custom(move |url| {
                         let uri = url.as_str().parse::<Uri>().ok()?;
                         let to = proxies.intercept(&uri)?;
                         reqwest::Url::parse(&to.uri().to_string()).ok()
-                    }))
+                    }));
+                }
+                builder
                     .pool_idle_timeout(Duration::from_secs(90))
                     .tcp_nodelay(true)
                     .redirect(reqwest::redirect::Policy::none())
