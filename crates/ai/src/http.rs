@@ -167,17 +167,7 @@ impl Route {
                 rb = rb.header(name, value);
             }
             let resp = rb.body(body).send().await.map_err(reqwest_error)?;
-            let (status, headers) = (resp.status(), resp.headers().clone());
-            let body = http_body_util::StreamBody::new(
-                resp.bytes_stream()
-                    .map_ok(hyper::body::Frame::data)
-                    .map_err(|e| Box::new(e) as BoxError),
-            );
-            return Ok(HttpResponse {
-                status,
-                headers,
-                body: BodyExt::boxed(body),
-            });
+            return Ok(HttpResponse::from_http(http::Response::from(resp)));
         }
         let mut req = Request::builder()
             .method(Method::POST)
@@ -195,16 +185,25 @@ impl Route {
             let what = if e.is_connect() { "connect" } else { "request" };
             transport(what, &e)
         })?;
-        let (parts, body) = resp.into_parts();
-        Ok(HttpResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body: body.map_err(|e| Box::new(e) as BoxError).boxed(),
-        })
+        Ok(HttpResponse::from_http(resp))
     }
 }
 
 impl HttpResponse {
+    /// Either client's response, its body boxed.
+    fn from_http<B>(resp: http::Response<B>) -> Self
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = resp.into_parts();
+        Self {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.map_err(Into::into).boxed(),
+        }
+    }
+
     /// The whole body.
     pub async fn bytes(self) -> Result<Bytes, AiError> {
         self.body
