@@ -6,7 +6,7 @@
 //! is a typed `Blocked` error. Parts without text (function calls, thoughts) are skipped.
 
 use super::{
-    Completion, EventStream, Provider, ProviderRequest, StreamEvent, clip, header_value,
+    Completion, Credential, EventStream, Provider, ProviderRequest, StreamEvent, clip, credential,
     json_bytes, status_error, uri,
 };
 use crate::AiError;
@@ -23,7 +23,8 @@ use std::time::Duration;
 pub struct Gemini {
     http: Route,
     base_url: String,
-    api_key: Option<SecretString>,
+    /// `x-goog-api-key`.
+    key: Credential,
     safety_settings: Vec<SafetySetting>,
 }
 
@@ -38,7 +39,10 @@ impl Gemini {
         Self {
             http: http.route_to(&base_url),
             base_url,
-            api_key,
+            key: credential(
+                http::HeaderName::from_static("x-goog-api-key"),
+                api_key.map(|k| k.expose_secret().to_owned()),
+            ),
             safety_settings,
         }
     }
@@ -52,13 +56,7 @@ impl Gemini {
         } else {
             format!("{}/models/{}:generateContent", self.base_url, req.model)
         };
-        let key = match &self.api_key {
-            Some(k) => Some((
-                http::HeaderName::from_static("x-goog-api-key"),
-                header_value(k.expose_secret(), true)?,
-            )),
-            None => None,
-        };
+        let key = self.key.clone()?;
         let body = json_bytes(&request_body(req, &self.safety_settings));
         super::send(
             self.http.post_json(uri(&target)?, key, body),

@@ -97,14 +97,18 @@ pub(crate) fn json_bytes(v: &impl serde::Serialize) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
-/// A header value from configuration or a request (a key with a line break in it cannot be
-/// sent: the call fails as a request error instead of sending a mangled header).
-pub(crate) fn header_value(v: &str, sensitive: bool) -> Result<http::HeaderValue, AiError> {
-    let mut h = http::HeaderValue::from_str(v).map_err(|_| AiError::Unavailable {
-        detail: "request error: a header value holds characters HTTP cannot carry".into(),
+/// The header a provider's key travels in, built once when the provider is: `None` without
+/// a key; an error (returned by every call) for a key HTTP cannot carry (a line break in
+/// it) rather than a mangled header.
+pub(crate) type Credential = Result<Option<(http::HeaderName, http::HeaderValue)>, AiError>;
+
+pub(crate) fn credential(name: http::HeaderName, value: Option<String>) -> Credential {
+    let Some(v) = value else { return Ok(None) };
+    let mut h = http::HeaderValue::from_str(&v).map_err(|_| AiError::Unavailable {
+        detail: "request error: the API key holds characters HTTP cannot carry".into(),
     })?;
-    h.set_sensitive(sensitive);
-    Ok(h)
+    h.set_sensitive(true);
+    Ok(Some((name, h)))
 }
 
 /// A provider URL, parsed (an invalid one fails the call as a request error).

@@ -5,7 +5,7 @@
 //! — or null, as some servers send it), ended by `data: [DONE]`.
 
 use super::{
-    Completion, EventStream, Provider, ProviderRequest, StreamEvent, clip, header_value,
+    Completion, Credential, EventStream, Provider, ProviderRequest, StreamEvent, clip, credential,
     json_bytes, status_error, uri,
 };
 use crate::AiError;
@@ -23,7 +23,8 @@ pub struct OpenAiCompatible {
     base_url: String,
     /// `{base_url}/chat/completions`, parsed once (not per call) when it is a valid URL.
     completions_uri: Option<http::Uri>,
-    api_key: Option<SecretString>,
+    /// `api-key` (Azure) or `Authorization: Bearer`.
+    auth: Credential,
     azure_api_version: Option<String>,
 }
 
@@ -35,11 +36,21 @@ impl OpenAiCompatible {
         azure_api_version: Option<String>,
     ) -> Self {
         let base_url = base_url.trim_end_matches('/').to_owned();
+        let auth = match &azure_api_version {
+            Some(_) => credential(
+                http::HeaderName::from_static("api-key"),
+                api_key.map(|k| k.expose_secret().to_owned()),
+            ),
+            None => credential(
+                http::header::AUTHORIZATION,
+                api_key.map(|k| format!("Bearer {}", k.expose_secret())),
+            ),
+        };
         Self {
             http: http.route_to(&base_url),
             completions_uri: format!("{base_url}/chat/completions").parse().ok(),
             base_url,
-            api_key,
+            auth,
             azure_api_version,
         }
     }
@@ -54,17 +65,7 @@ impl OpenAiCompatible {
             // Not a valid URL: the call's error says so.
             (None, None) => uri(&format!("{}/chat/completions", self.base_url))?,
         };
-        let auth = match &self.api_key {
-            Some(k) if self.azure_api_version.is_some() => Some((
-                http::HeaderName::from_static("api-key"),
-                header_value(k.expose_secret(), true)?,
-            )),
-            Some(k) => Some((
-                http::header::AUTHORIZATION,
-                header_value(&format!("Bearer {}", k.expose_secret()), true)?,
-            )),
-            None => None,
-        };
+        let auth = self.auth.clone()?;
         let body = json_bytes(&request_body(req, stream));
         super::send(self.http.post_json(target, auth, body), classify_error).await
     }
