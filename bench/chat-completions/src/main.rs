@@ -112,6 +112,10 @@ struct Args {
     /// so it does not take the server's core). Give the server's CPU to share it instead.
     #[arg(long)]
     mock_cpu: Option<usize>,
+    /// Ask every target for a streamed answer (`"stream": true`, Server-Sent Events); the
+    /// generator reads the whole stream and checks the answer put together from its deltas.
+    #[arg(long)]
+    stream: bool,
 }
 
 /// A server process, stopped (and reaped) when dropped.
@@ -168,17 +172,27 @@ struct Target {
     url: String,
     auth: String,
     body: Arc<Vec<u8>>,
+    /// The body asks for a streamed answer.
+    stream: bool,
 }
 
-fn body_for(model: &str) -> Arc<Vec<u8>> {
-    Arc::new(
-        serde_json::to_vec(&serde_json::json!({
+impl Target {
+    fn new(name: &'static str, url: String, auth: String, model: &str, stream: bool) -> Self {
+        let body = serde_json::to_vec(&serde_json::json!({
             "model": model,
             "messages": [{ "role": "user", "content": QUESTION }],
-            "max_tokens": 64
+            "max_tokens": 64,
+            "stream": stream,
         }))
-        .expect("static JSON"),
-    )
+        .expect("static JSON");
+        Self {
+            name,
+            url,
+            auth,
+            body: Arc::new(body),
+            stream,
+        }
+    }
 }
 
 fn workspace_root() -> PathBuf {
@@ -426,12 +440,13 @@ tier = "fast"
     let probe = AssayProbe {
         metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
     };
-    let target = Target {
-        name: "assay",
-        url: format!("{base}/v1/chat/completions"),
-        auth: format!("Bearer {}", key["key"].as_str().expect("key")),
-        body: body_for("assay-auto"),
-    };
+    let target = Target::new(
+        "assay",
+        format!("{base}/v1/chat/completions"),
+        format!("Bearer {}", key["key"].as_str().expect("key")),
+        "assay-auto",
+        args.stream,
+    );
     (server, target, probe)
 }
 
@@ -507,12 +522,13 @@ async fn start_litellm(
     }
     Some((
         server,
-        Target {
-            name: "litellm",
-            url: format!("{base}/v1/chat/completions"),
-            auth: "Bearer sk-litellm-bench".into(),
-            body: body_for("mock-fast"),
-        },
+        Target::new(
+            "litellm",
+            format!("{base}/v1/chat/completions"),
+            "Bearer sk-litellm-bench".into(),
+            "mock-fast",
+            args.stream,
+        ),
     ))
 }
 
@@ -528,13 +544,40 @@ async fn call(client: &reqwest::Client, t: &Target) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let status = res.status();
     let bytes = res.bytes().await.map_err(|e| e.to_string())?;
-    if status != 200 || !bytes.windows(11).any(|w| w == b"Mock answer") {
+    let answer = if t.stream {
+        streamed_answer(&bytes).into_bytes().into()
+    } else {
+        bytes.clone()
+    };
+    if status != 200 || !answer.windows(11).any(|w| w == b"Mock answer") {
         return Err(format!(
             "{status} {}",
             String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
         ));
     }
     Ok(())
+}
+
+/// The answer put together from a `chat.completion.chunk` stream's deltas; empty unless the
+/// stream ended with `[DONE]`.
+fn streamed_answer(sse: &[u8]) -> String {
+    let mut text = String::new();
+    for line in sse.split(|&b| b == b'\n') {
+        let Some(data) = line.strip_prefix(b"data: ") else {
+            continue;
+        };
+        if data == b"[DONE]" {
+            return text;
+        }
+        if let Ok(chunk) = serde_json::from_slice::<serde_json::Value>(data)
+            && let Some(t) = chunk
+                .pointer("/choices/0/delta/content")
+                .and_then(|v| v.as_str())
+        {
+            text.push_str(t);
+        }
+    }
+    String::new()
 }
 
 /// CPU time (user + system, all threads) a process has used so far, from
@@ -819,12 +862,13 @@ async fn main() -> std::process::ExitCode {
         .expect("client");
 
     let (_mock, mock_base) = start_mock(&args, &mock_bin);
-    let direct = Target {
-        name: "direct",
-        url: format!("{mock_base}/v1/chat/completions"),
-        auth: "Bearer sk-mock-key".into(),
-        body: body_for("mock-fast"),
-    };
+    let direct = Target::new(
+        "direct",
+        format!("{mock_base}/v1/chat/completions"),
+        "Bearer sk-mock-key".into(),
+        "mock-fast",
+        args.stream,
+    );
     let (_assay, assay, probe) =
         start_assay(&args, &assay_bin, dir.path(), &mock_base, &client).await;
     let probe_of = |name: &str| (name == "assay").then_some(&probe);

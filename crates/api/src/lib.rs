@@ -182,21 +182,20 @@ impl App {
         tracing::info!(addr = %local_addr, tls = tls.is_some(), "assay listening");
         // Readiness snapshots (after changes, and daily) run while the server serves.
         let snapshots = state.readiness_snapshots().start(state.clone());
+        // TCP_NODELAY on every accepted connection: a streamed answer is many small writes,
+        // and with Nagle's algorithm each waits for the previous one's ACK, which the client
+        // delays by ~40 ms (measured: a streamed answer took 44 ms instead of < 1 ms).
+        use axum_server::accept::NoDelayAcceptor;
+        let server = axum_server::from_tcp(listener)
+            .map_err(StartupError::Listener)?
+            .handle(handle);
         let served = match tls {
             Some(tls) => {
-                axum_server::from_tcp_rustls(listener, tls)
-                    .map_err(StartupError::Listener)?
-                    .handle(handle)
-                    .serve(app)
-                    .await
+                let tls = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                    .acceptor(NoDelayAcceptor::new());
+                server.acceptor(tls).serve(app).await
             }
-            None => {
-                axum_server::from_tcp(listener)
-                    .map_err(StartupError::Listener)?
-                    .handle(handle)
-                    .serve(app)
-                    .await
-            }
+            None => server.acceptor(NoDelayAcceptor::new()).serve(app).await,
         };
         if let Some(snapshots) = snapshots {
             snapshots.stop().await;

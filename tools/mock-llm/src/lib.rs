@@ -221,6 +221,13 @@ pub async fn serve_with_control(
     cfg: MockConfig,
     control: Arc<MockControl>,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Streamed chunks go out as written, as a provider's do: without TCP_NODELAY, Nagle's
+    // algorithm holds each small chunk until the previous one is acknowledged, and a
+    // delayed ACK makes that ~40 ms.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router(cfg, control)).await
 }
 
