@@ -199,7 +199,169 @@ pub fn finish_of(s: &str) -> FinishReason {
 }
 
 /// Parse a non-streaming `chat.completion` body.
+///
+/// Typed first: serde reads the few fields used straight into strings and numbers, skipping
+/// the rest, with no `Value` tree of the body. A body whose fields have unusual types
+/// (content as parts, a number where a string belongs...) fails that strict reading and is
+/// read again by [`parse_completion_loose`], so the answer is the same either way (a
+/// property test holds the two readings together).
 pub fn parse_completion(body: &[u8]) -> Result<Completion, AiError> {
+    #[derive(Deserialize)]
+    struct Body {
+        #[serde(default)]
+        choices: Option<Vec<Obj<Choice>>>,
+        #[serde(default)]
+        usage: Option<Obj<WireUsage>>,
+    }
+    #[derive(Deserialize)]
+    struct Choice {
+        #[serde(default)]
+        message: Option<Obj<Message>>,
+        #[serde(default)]
+        finish_reason: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Message {
+        #[serde(default)]
+        content: Option<String>,
+    }
+    let Ok(Obj(v)) = serde_json::from_slice::<Obj<Body>>(body) else {
+        return parse_completion_loose(body);
+    };
+    let choice = v
+        .choices
+        .and_then(|c| c.into_iter().next())
+        .ok_or_else(|| AiError::InvalidOutput {
+            detail: "no choices".into(),
+        })?
+        .0;
+    let text = choice.message.and_then(|m| m.0.content).unwrap_or_default();
+    let finish = choice.finish_reason.as_deref().map(finish_of);
+    if text.is_empty() && matches!(finish, Some(FinishReason::ContentFilter(_))) {
+        return Err(AiError::Blocked {
+            reason: "content_filter".into(),
+        });
+    }
+    Ok(Completion {
+        text,
+        usage: v.usage.and_then(|u| u.0.usage()),
+        finish,
+    })
+}
+
+/// Parse one streamed event's data: `None` for `[DONE]`.
+///
+/// Typed first, as [`parse_completion`] (one chunk arrives per token or so, so a `Value`
+/// tree each was most of a streamed answer's parsing); unusual shapes go to
+/// [`parse_chunk_loose`].
+pub fn parse_chunk(data: &str) -> Result<Option<Vec<StreamEvent>>, AiError> {
+    #[derive(Deserialize)]
+    struct Chunk {
+        #[serde(default)]
+        error: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        choices: Option<Vec<Obj<Choice>>>,
+        #[serde(default)]
+        usage: Option<Obj<WireUsage>>,
+    }
+    #[derive(Deserialize)]
+    struct Choice {
+        #[serde(default)]
+        index: Option<u64>,
+        #[serde(default)]
+        delta: Option<Obj<Delta>>,
+        #[serde(default)]
+        finish_reason: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Delta {
+        #[serde(default)]
+        content: Option<String>,
+    }
+    if data.trim() == "[DONE]" {
+        return Ok(None);
+    }
+    let chunk = match serde_json::from_str::<Obj<Chunk>>(data) {
+        Ok(Obj(c)) if c.error.is_none() => c,
+        // An error object, or a shape the typed reading does not take.
+        _ => return parse_chunk_loose(data),
+    };
+    let mut out = Vec::new();
+    for Obj(c) in chunk.choices.into_iter().flatten() {
+        if c.index.unwrap_or(0) != 0 {
+            continue;
+        }
+        if let Some(t) = c.delta.and_then(|d| d.0.content)
+            && !t.is_empty()
+        {
+            out.push(StreamEvent::Delta(t));
+        }
+        if let Some(f) = c.finish_reason {
+            out.push(StreamEvent::Finish(finish_of(&f)));
+        }
+    }
+    if let Some(u) = chunk.usage.and_then(|u| u.0.usage()) {
+        out.push(StreamEvent::Usage(u));
+    }
+    Ok(Some(out))
+}
+
+/// A JSON object read into `T`, never an array: serde's derived structs also take an array
+/// of their fields in order (`"usage": [9, 3]`), which the tolerant reading treats as no
+/// usage; with this wrapper such a shape fails the typed reading and goes to the tolerant one.
+struct Obj<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(ObjectOnly(std::marker::PhantomData))
+            .map(Obj)
+    }
+}
+
+/// The fields of OpenAI's `usage` object that are read, typed (see [`usage_of`] for the
+/// tolerant reading of the same object).
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<Obj<WireCached>>,
+}
+
+#[derive(Deserialize)]
+struct WireCached {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    fn usage(self) -> Option<TokenUsage> {
+        Some(TokenUsage {
+            input_tokens: self.prompt_tokens?,
+            output_tokens: self.completion_tokens.unwrap_or(0),
+            cached_input_tokens: self
+                .prompt_tokens_details
+                .and_then(|d| d.0.cached_tokens)
+                .unwrap_or(0),
+            estimated: false,
+        })
+    }
+}
+
+/// [`parse_completion`] over a `Value` reading that tolerates any JSON shape.
+fn parse_completion_loose(body: &[u8]) -> Result<Completion, AiError> {
     // Only the fields read below, typed: serde skips the rest of the body without building
     // a tree of it. Loosely typed where providers differ (`content` may be null or parts).
     #[derive(Deserialize)]
@@ -251,11 +413,8 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, AiError> {
     })
 }
 
-/// Parse one streamed event's data: `None` for `[DONE]`.
-pub fn parse_chunk(data: &str) -> Result<Option<Vec<StreamEvent>>, AiError> {
-    if data.trim() == "[DONE]" {
-        return Ok(None);
-    }
+/// [`parse_chunk`] (past `[DONE]`) over a `Value` tree that tolerates any JSON shape.
+fn parse_chunk_loose(data: &str) -> Result<Option<Vec<StreamEvent>>, AiError> {
     let v: Value = serde_json::from_str(data).map_err(|e| AiError::InvalidOutput {
         detail: format!("chunk: {e}"),
     })?;
@@ -416,6 +575,90 @@ mod tests {
                 .to_string()
                 .contains("secret")
         );
+    }
+
+    /// JSON of the shapes providers send and of shapes they should not: the fields read, with
+    /// values of every type, nested at random.
+    fn wild_body() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let key = prop::sample::select(vec![
+            "index",
+            "delta",
+            "content",
+            "finish_reason",
+            "message",
+            "prompt_tokens",
+            "completion_tokens",
+            "prompt_tokens_details",
+            "cached_tokens",
+            "type",
+            "text",
+            "role",
+        ]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-3i64..40).prop_map(Value::from),
+            Just(Value::from(2.5)),
+            prop::sample::select(vec!["stop", "length", "content_filter", "hi", "", "[DONE]"])
+                .prop_map(Value::from),
+        ];
+        let value = leaf.prop_recursive(4, 32, 5, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map(key.clone().prop_map(String::from), inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        });
+        let top = prop::sample::select(vec!["choices", "usage", "error", "id"]);
+        prop::collection::btree_map(top.prop_map(String::from), value, 0..4)
+            .prop_map(|m| Value::Object(m.into_iter().collect()).to_string())
+    }
+
+    proptest::proptest! {
+        /// The typed readings answer exactly as the tolerant `Value` readings, for any shape.
+        #[test]
+        fn typed_and_loose_readings_agree(body in wild_body()) {
+            proptest::prop_assert_eq!(parse_chunk(&body), parse_chunk_loose(&body));
+            proptest::prop_assert_eq!(
+                parse_completion(body.as_bytes()),
+                parse_completion_loose(body.as_bytes())
+            );
+        }
+    }
+
+    #[test]
+    fn typed_and_loose_readings_agree_on_real_and_odd_bodies() {
+        let bodies = [
+            r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hi","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}"#,
+            r#"{"choices":[{"delta":{"content":"a"},"finish_reason":null}],"usage":null}"#,
+            r#"{"choices":[{"index":1,"delta":{"content":"other choice"}},{"index":0,"delta":{"content":"b"},"finish_reason":"length"}]}"#,
+            r#"{"choices":[{"message":{"content":[{"type":"text","text":"parts"}]}}]}"#,
+            r#"{"choices":[{"message":{"content":null},"finish_reason":"content_filter"}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":-1}}"#,
+            r#"{"choices":[{"delta":{"content":"x"}}],"usage":{"prompt_tokens":1.5,"completion_tokens":2}}"#,
+            r#"{"usage":{"prompt_tokens":2,"prompt_tokens":3}}"#,
+            r#"{"error":null,"choices":[{"delta":{"content":"ok"}}]}"#,
+            r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+            r#"{"choices":{"0":{"delta":{"content":"not an array"}}}}"#,
+            // Arrays where objects belong (serde's derived structs would take them in order).
+            r#"{"usage":[0]}"#,
+            r#"{"usage":{"prompt_tokens":5,"prompt_tokens_details":[2]}}"#,
+            r#"{"choices":[[0,{"content":"x"},"stop"]]}"#,
+            r#"{"choices":[{"message":["hi"],"delta":["hi"]}]}"#,
+            "[]",
+            "{\"choices\": [",
+            "",
+            "[1, 2]",
+        ];
+        for body in bodies {
+            assert_eq!(parse_chunk(body), parse_chunk_loose(body), "{body}");
+            assert_eq!(
+                parse_completion(body.as_bytes()),
+                parse_completion_loose(body.as_bytes()),
+                "{body}"
+            );
+        }
     }
 
     #[test]

@@ -442,15 +442,40 @@ fn complete_body(answer: &PipelineAnswer, stored: Option<&(Message, Message)>) -
     })
 }
 
-fn sse_event(id: u64, chunk_type: &str, content: &str, extra: Value) -> Event {
-    let mut data = json!({ "chunk_id": id, "chunk_type": chunk_type, "content": content });
-    if let (Some(obj), Value::Object(more)) = (data.as_object_mut(), extra) {
-        obj.extend(more);
+/// One event: `{chunk_id, chunk_type, content}` plus, for the non-content types, one more
+/// member named by the type (`metadata`, `complete`, `error`). Serialised straight from its
+/// parts: content events come one per token or so.
+fn sse_event(id: u64, chunk_type: &str, content: &str, extra: Option<Value>) -> Event {
+    struct Data<'a> {
+        id: u64,
+        chunk_type: &'a str,
+        content: &'a str,
+        extra: Option<Value>,
     }
+    impl serde::Serialize for Data<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut m = s.serialize_map(None)?;
+            m.serialize_entry("chunk_id", &self.id)?;
+            m.serialize_entry("chunk_type", self.chunk_type)?;
+            m.serialize_entry("content", self.content)?;
+            if let Some(extra) = &self.extra {
+                m.serialize_entry(self.chunk_type, extra)?;
+            }
+            m.end()
+        }
+    }
+    let data = Data {
+        id,
+        chunk_type,
+        content,
+        extra,
+    };
     Event::default()
         .id(id.to_string())
         .event(chunk_type)
-        .data(data.to_string())
+        // A map of strings, numbers and JSON values: serialising cannot fail.
+        .data(serde_json::to_string(&data).unwrap_or_default())
 }
 
 #[utoipa::path(
@@ -537,34 +562,29 @@ pub async fn post_message(
                     n,
                     "metadata",
                     "",
-                    json!({ "metadata": { "conversation_id": id, "model": model, "provider": provider, "offline": offline, "fallback": fallback } }),
+                    Some(
+                        json!({ "conversation_id": id, "model": model, "provider": provider, "offline": offline, "fallback": fallback }),
+                    ),
                 ),
-                PipelineEvent::Content(text) => sse_event(n, "content", &text, json!({})),
+                PipelineEvent::Content(text) => sse_event(n, "content", &text, None),
                 PipelineEvent::Complete(answer) => {
                     match store_exchange(&state, &ctx, id, question.clone(), &answer).await {
                         Ok(stored) => sse_event(
                             n,
                             "complete",
                             "",
-                            json!({ "complete": complete_body(&answer, Some(&stored)) }),
+                            Some(complete_body(&answer, Some(&stored))),
                         ),
                         Err(e) => {
                             tracing::error!(
                                 code = e.code,
                                 "could not store the conversation messages"
                             );
-                            sse_event(
-                                n,
-                                "error",
-                                "",
-                                json!({ "error": AiApiError::Api(e).event_body() }),
-                            )
+                            sse_event(n, "error", "", Some(AiApiError::Api(e).event_body()))
                         }
                     }
                 }
-                PipelineEvent::Error(e) => {
-                    sse_event(n, "error", "", json!({ "error": e.event_body() }))
-                }
+                PipelineEvent::Error(e) => sse_event(n, "error", "", Some(e.event_body())),
             };
             emit(event).await;
             n += 1;

@@ -783,7 +783,8 @@ impl Usage {
     }
 }
 
-/// Frames `chat.completion.chunk` events for one streamed answer.
+/// Frames `chat.completion.chunk` events for one streamed answer (typed: one per token or
+/// so, serialised straight from the answer's strings, no `Value` tree per chunk).
 struct ChunkWriter {
     id: String,
     created: u64,
@@ -791,53 +792,93 @@ struct ChunkWriter {
     include_usage: bool,
 }
 
+/// One `chat.completion.chunk`, fields in OpenAI's order.
+#[derive(Serialize)]
+struct ChunkBody<'a, C> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    system_fingerprint: Option<()>,
+    choices: C,
+    /// Present (null until the usage chunk) only when the client asked for usage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<Usage>>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+}
+
 impl ChunkWriter {
-    fn frame(value: &Value) -> Bytes {
-        let mut out = Vec::with_capacity(128);
+    fn chunk(&self, choices: impl Serialize, usage: Option<Usage>) -> Bytes {
+        Self::frame(&ChunkBody {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            system_fingerprint: None,
+            choices,
+            usage: self.include_usage.then_some(usage),
+        })
+    }
+
+    /// One `data:` event.
+    fn frame(value: &impl Serialize) -> Bytes {
+        let mut out = Vec::with_capacity(192);
         out.extend_from_slice(b"data: ");
-        // Serialising a `Value` cannot fail.
+        // Strings, numbers, nulls and string-keyed objects only: serialising cannot fail.
         serde_json::to_writer(&mut out, value).unwrap_or_default();
         out.extend_from_slice(b"\n\n");
         Bytes::from(out)
     }
 
-    fn chunk(&self, choices: Value, usage: Option<Value>) -> Bytes {
-        let mut v = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": null,
-            "choices": choices,
-        });
-        if self.include_usage {
-            v["usage"] = usage.unwrap_or(Value::Null);
-        }
-        Self::frame(&v)
+    fn choice<'a>(delta: Delta<'a>, finish_reason: Option<&'static str>) -> [ChunkChoice<'a>; 1] {
+        [ChunkChoice {
+            index: 0,
+            delta,
+            logprobs: None,
+            finish_reason,
+        }]
     }
 
     fn role(&self) -> Bytes {
-        self.chunk(
-            json!([{ "index": 0, "delta": { "role": "assistant", "content": "" }, "logprobs": null, "finish_reason": null }]),
-            None,
-        )
+        let delta = Delta {
+            role: Some("assistant"),
+            content: Some(""),
+        };
+        self.chunk(Self::choice(delta, None), None)
     }
 
     fn delta(&self, text: &str) -> Bytes {
-        self.chunk(
-            json!([{ "index": 0, "delta": { "content": text }, "logprobs": null, "finish_reason": null }]),
-            None,
-        )
+        let delta = Delta {
+            role: None,
+            content: Some(text),
+        };
+        self.chunk(Self::choice(delta, None), None)
     }
 
     /// The finishing chunk, the usage chunk when asked for, and `[DONE]`.
     fn finish(&self, finish: Option<&FinishReason>, usage: &TokenUsage) -> Vec<Bytes> {
-        let mut out = vec![self.chunk(
-            json!([{ "index": 0, "delta": {}, "logprobs": null, "finish_reason": finish_reason(finish) }]),
-            None,
-        )];
+        let delta = Delta {
+            role: None,
+            content: None,
+        };
+        let mut out = vec![self.chunk(Self::choice(delta, Some(finish_reason(finish))), None)];
         if self.include_usage {
-            out.push(self.chunk(json!([]), Some(json!(Usage::of(usage)))));
+            out.push(self.chunk([(); 0], Some(Usage::of(usage))));
         }
         out.push(Bytes::from_static(b"data: [DONE]\n\n"));
         out
@@ -1257,5 +1298,72 @@ mod tests {
         assert_eq!(u["choices"], json!([]));
         assert_eq!(u["usage"]["total_tokens"], 7);
         assert_eq!(frames[2], "data: [DONE]\n\n");
+    }
+
+    #[test]
+    fn each_chunk_is_openais_shape() {
+        let parse = |b: Bytes| -> Value {
+            let s = String::from_utf8(b.to_vec()).unwrap();
+            let data = s.strip_prefix("data: ").unwrap();
+            assert!(data.ends_with("\n\n"), "{s:?}");
+            serde_json::from_str(data.trim_end()).unwrap()
+        };
+        let usage = TokenUsage {
+            input_tokens: 3,
+            output_tokens: 4,
+            cached_input_tokens: 2,
+            estimated: false,
+        };
+        for include_usage in [false, true] {
+            let w = ChunkWriter {
+                id: "chatcmpl-1".into(),
+                created: 7,
+                model: "m".into(),
+                include_usage,
+            };
+            let chunk = |choices: Value, usage: Value| {
+                let mut v = json!({
+                    "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7,
+                    "model": "m", "system_fingerprint": null, "choices": choices,
+                });
+                if include_usage {
+                    v["usage"] = usage;
+                }
+                v
+            };
+            assert_eq!(
+                parse(w.role()),
+                chunk(
+                    json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
+                    Value::Null
+                )
+            );
+            assert_eq!(
+                parse(w.delta("a \"quoted\"\nline")),
+                chunk(
+                    json!([{"index": 0, "delta": {"content": "a \"quoted\"\nline"}, "logprobs": null, "finish_reason": null}]),
+                    Value::Null
+                )
+            );
+            let mut end = w.finish(Some(&FinishReason::Stop), &usage).into_iter();
+            assert_eq!(
+                parse(end.next().unwrap()),
+                chunk(
+                    json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}]),
+                    Value::Null
+                )
+            );
+            if include_usage {
+                assert_eq!(
+                    parse(end.next().unwrap()),
+                    chunk(
+                        json!([]),
+                        json!({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7, "prompt_tokens_details": {"cached_tokens": 2}})
+                    )
+                );
+            }
+            assert_eq!(end.next().unwrap(), Bytes::from_static(b"data: [DONE]\n\n"));
+            assert_eq!(end.next(), None);
+        }
     }
 }
