@@ -312,6 +312,51 @@ async fn shutdown_turns_readiness_off_and_lets_in_flight_requests_finish() {
     );
 }
 
+/// Whether this process's socket whose peer is `client` (the server's side of a test
+/// connection) has `TCP_NODELAY`: the server task sets it on accepting, so this looks again
+/// for a while before answering `false`.
+async fn server_side_nodelay(client: std::net::SocketAddr) -> bool {
+    use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
+    let me = pidfd_open(getpid(), PidfdFlags::empty()).expect("pidfd of this process");
+    for _ in 0..500 {
+        let found = std::fs::read_dir("/proc/self/fd")
+            .expect("fd list")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            // A duplicate of each descriptor: safe to use whatever it is, closed on drop.
+            .filter_map(|fd| pidfd_getfd(&me, fd, PidfdGetfdFlags::empty()).ok())
+            .find(|fd| {
+                rustix::net::getpeername(fd)
+                    .ok()
+                    .flatten()
+                    .and_then(|a| std::net::SocketAddr::try_from(a).ok())
+                    == Some(client)
+            })
+            .map(|fd| rustix::net::sockopt::tcp_nodelay(&fd).expect("a TCP socket"));
+        if found == Some(true) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Streamed answers are many small writes: without `TCP_NODELAY` on the accepted
+/// connection, Nagle's algorithm holds each one until the client acknowledges the last,
+/// which clients delay by up to ~40 ms (measured: a streamed answer took 44 ms, not 0.3 ms).
+#[tokio::test]
+async fn accepted_connections_send_small_writes_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::builder().sqlite().spawn().await;
+    let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    conn.write_all(b"GET /health/live HTTP/1.1\r\nhost: assay\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 12];
+    conn.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    assert!(server_side_nodelay(conn.local_addr().unwrap()).await);
+}
+
 #[tokio::test]
 async fn serves_https_when_tls_is_configured() {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
@@ -349,4 +394,7 @@ async fn serves_https_when_tls_is_configured() {
         .send()
         .await;
     assert!(!plain.is_ok_and(|r| r.status().is_success()));
+    // TLS connections are accepted with TCP_NODELAY too (before the handshake).
+    let conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    assert!(server_side_nodelay(conn.local_addr().unwrap()).await);
 }
