@@ -207,13 +207,6 @@ pub fn finish_of(s: &str) -> FinishReason {
 /// property test holds the two readings together).
 pub fn parse_completion(body: &[u8]) -> Result<Completion, AiError> {
     #[derive(Deserialize)]
-    struct Body {
-        #[serde(default)]
-        choices: Option<Vec<Obj<Choice>>>,
-        #[serde(default)]
-        usage: Option<Obj<WireUsage>>,
-    }
-    #[derive(Deserialize)]
     struct Choice {
         #[serde(default)]
         message: Option<Obj<Message>>,
@@ -225,7 +218,7 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, AiError> {
         #[serde(default)]
         content: Option<String>,
     }
-    let Ok(Obj(v)) = serde_json::from_slice::<Obj<Body>>(body) else {
+    let Ok(Obj(v)) = serde_json::from_slice::<Obj<WireBody<Choice>>>(body) else {
         return parse_completion_loose(body);
     };
     let choice = v
@@ -256,15 +249,6 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, AiError> {
 /// [`parse_chunk_loose`].
 pub fn parse_chunk(data: &str) -> Result<Option<Vec<StreamEvent>>, AiError> {
     #[derive(Deserialize)]
-    struct Chunk {
-        #[serde(default)]
-        error: Option<serde::de::IgnoredAny>,
-        #[serde(default)]
-        choices: Option<Vec<Obj<Choice>>>,
-        #[serde(default)]
-        usage: Option<Obj<WireUsage>>,
-    }
-    #[derive(Deserialize)]
     struct Choice {
         #[serde(default)]
         index: Option<u64>,
@@ -281,7 +265,7 @@ pub fn parse_chunk(data: &str) -> Result<Option<Vec<StreamEvent>>, AiError> {
     if data.trim() == "[DONE]" {
         return Ok(None);
     }
-    let chunk = match serde_json::from_str::<Obj<Chunk>>(data) {
+    let chunk = match serde_json::from_str::<Obj<WireBody<Choice>>>(data) {
         Ok(Obj(c)) if c.error.is_none() => c,
         // An error object, or a shape the typed reading does not take.
         _ => return parse_chunk_loose(data),
@@ -304,6 +288,18 @@ pub fn parse_chunk(data: &str) -> Result<Option<Vec<StreamEvent>>, AiError> {
         out.push(StreamEvent::Usage(u));
     }
     Ok(Some(out))
+}
+
+/// The top level of a `chat.completion` or `chat.completion.chunk` body, typed, with `C`
+/// the choice as each reads it (`error` is only looked at in chunks).
+#[derive(Deserialize)]
+struct WireBody<C> {
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+    #[serde(default = "Option::default")]
+    choices: Option<Vec<Obj<C>>>,
+    #[serde(default)]
+    usage: Option<Obj<WireUsage>>,
 }
 
 /// A JSON object read into `T`, never an array: serde's derived structs also take an array
