@@ -124,7 +124,7 @@ impl TieredCache {
         url: &str,
         op_timeout: Duration,
     ) -> redis::RedisResult<ConnectionManager> {
-        let client = redis::Client::open(url)?;
+        let client = crate::redis_conn::client(url)?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(op_timeout))
             .set_response_timeout(Some(op_timeout))

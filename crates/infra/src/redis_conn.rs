@@ -13,13 +13,24 @@ pub type RedisConn = ConnectionManager;
 /// Create the shared connection without contacting Redis yet. Fails only when the URL is
 /// unusable.
 pub fn connect_lazy(url: &str) -> Result<RedisConn, redis::RedisError> {
-    let client = redis::Client::open(url)?;
+    let client = client(url)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_millis(1000)))
         .set_response_timeout(Some(Duration::from_millis(1000)))
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_millis(2000));
     ConnectionManager::new_lazy_with_config(client, config)
+}
+
+/// A client for `url` whose connections send each command at once: TCP_NODELAY, which
+/// redis-rs leaves off — the connection is multiplexed, so a command written while an earlier
+/// one is unacknowledged would otherwise wait for that ACK.
+pub fn client(url: &str) -> Result<redis::Client, redis::RedisError> {
+    use redis::IntoConnectionInfo;
+    let info = url
+        .into_connection_info()?
+        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+    redis::Client::open(info)
 }
 
 /// One `PING` round trip with its latency, bounded by `timeout`.
