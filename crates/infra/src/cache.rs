@@ -335,6 +335,7 @@ impl RedisLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rate_limit::tests::redis_url;
     use std::net::SocketAddr;
     use tokio::net::{TcpListener, TcpStream};
 
@@ -344,20 +345,6 @@ mod tests {
             redis_op_timeout: Duration::from_millis(300),
             warn_interval: Duration::from_millis(50),
             ..CacheConfig::default()
-        }
-    }
-
-    /// The Redis URL for tests, or `None` (test skipped) unless services are required.
-    fn redis_url() -> Option<String> {
-        match std::env::var("ASSAY_TEST_REDIS_URL") {
-            Ok(u) if !u.is_empty() => Some(u),
-            _ if std::env::var("ASSAY_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-                panic!("ASSAY_TEST_REDIS_URL is required when ASSAY_TEST_REQUIRE_SERVICES=1")
-            }
-            _ => {
-                eprintln!("note: ASSAY_TEST_REDIS_URL unset; skipping Redis cache test");
-                None
-            }
         }
     }
 

@@ -687,16 +687,7 @@ pub(crate) mod tests {
 
     /// The Redis URL for tests, or `None` (test skipped) unless services are required.
     pub(crate) fn redis_url() -> Option<String> {
-        match std::env::var("ASSAY_TEST_REDIS_URL") {
-            Ok(u) if !u.is_empty() => Some(u),
-            _ if std::env::var("ASSAY_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-                panic!("ASSAY_TEST_REDIS_URL is required when ASSAY_TEST_REQUIRE_SERVICES=1")
-            }
-            _ => {
-                eprintln!("note: ASSAY_TEST_REDIS_URL unset; skipping Redis-backed test");
-                None
-            }
-        }
+        assay_store::testing::service_url("ASSAY_TEST_REDIS_URL")
     }
 
     pub(crate) fn unique_prefix(test: &str) -> String {

@@ -3,20 +3,6 @@
 
 use std::net::ToSocketAddrs;
 
-/// The Redis URL for tests, or `None` (test skipped) unless services are required.
-fn redis_url() -> Option<String> {
-    match std::env::var("ASSAY_TEST_REDIS_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ if std::env::var("ASSAY_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("ASSAY_TEST_REDIS_URL is required when ASSAY_TEST_REQUIRE_SERVICES=1")
-        }
-        _ => {
-            eprintln!("note: ASSAY_TEST_REDIS_URL unset; skipping the Redis socket test");
-            None
-        }
-    }
-}
-
 /// TCP_NODELAY of every socket of this process connected to one of `peers`.
 fn nodelay_of_sockets_to(peers: &[std::net::SocketAddr]) -> Vec<bool> {
     use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
@@ -39,7 +25,9 @@ fn nodelay_of_sockets_to(peers: &[std::net::SocketAddr]) -> Vec<bool> {
 
 #[tokio::test]
 async fn the_shared_connection_sends_commands_at_once() {
-    let Some(url) = redis_url() else { return };
+    let Some(url) = assay_store::testing::service_url("ASSAY_TEST_REDIS_URL") else {
+        return;
+    };
     let parsed = url::Url::parse(&url).expect("Redis URL");
     let peers: Vec<_> = (
         parsed.host_str().expect("host"),
