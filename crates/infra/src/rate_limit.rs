@@ -100,6 +100,21 @@ impl RateDecision {
     }
 }
 
+/// One limit to spend in [`RateLimiter::check_all`]: `cost` units of `quota` for `key`.
+#[derive(Clone, Copy, Debug)]
+pub struct Spend<'a> {
+    pub key: &'a str,
+    pub quota: Quota,
+    pub cost: u32,
+}
+
+/// Why [`RateLimiter::check_all`] spent nothing: the refusal at `index` of the spends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub index: usize,
+    pub decision: RateDecision,
+}
+
 fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
@@ -280,20 +295,48 @@ impl RateLimiter {
     /// Spend `cost` units (e.g. AI tokens) of `quota` for `key`. A denied check spends
     /// nothing.
     pub async fn check_n(&self, key: &str, quota: Quota, cost: u32) -> RateDecision {
-        let decision = match &self.inner.redis {
-            Some(redis) => match redis.check(key, quota, cost).await {
+        let spend = [Spend { key, quota, cost }];
+        match self.check_all(&spend).await {
+            Ok(mut each) => each.pop().expect("one decision per spend"),
+            Err(refused) => refused.decision,
+        }
+    }
+
+    /// Spend several limits at once, all or nothing: if every one allows its cost, all
+    /// are spent; if any refuses, none is. One atomic step (one Redis script call however
+    /// many limits: a request's limits cost one round trip, not one each). A key may
+    /// appear more than once; later spends see the earlier ones.
+    ///
+    /// `Ok` holds a decision per spend, in order. `Err` names the refusal that decides
+    /// when the whole set could pass: one that never can (cost above its limit), else the
+    /// one with the longest wait.
+    pub async fn check_all(&self, spends: &[Spend<'_>]) -> Result<Vec<RateDecision>, Refused> {
+        let decisions = match &self.inner.redis {
+            Some(redis) => match redis.check_all(spends).await {
                 Some(d) => d,
-                None => self.inner.memory.check(key, quota, cost),
+                None => self.inner.memory.check_all(spends),
             },
-            None => self.inner.memory.check(key, quota, cost),
+            None => self.inner.memory.check_all(spends),
         };
+        let refused = decisions
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| !d.allowed)
+            .max_by_key(|(_, d)| d.retry_after.unwrap_or(Duration::MAX))
+            .map(|(index, d)| Refused {
+                index,
+                decision: *d,
+            });
         metrics::counter!(
             "assay_rate_limit_decisions_total",
             "limiter" => self.inner.name,
-            "outcome" => if decision.allowed { "allowed" } else { "denied" }
+            "outcome" => if refused.is_none() { "allowed" } else { "denied" }
         )
         .increment(1);
-        decision
+        match refused {
+            None => Ok(decisions),
+            Some(r) => Err(r),
+        }
     }
 
     /// Whether this limiter is configured with Redis.
@@ -307,62 +350,98 @@ impl RateLimiter {
     }
 }
 
-/// GCRA in one atomic step on the Redis server's clock, in microseconds. Numbers are
-/// written with `%.0f`: Lua's default number formatting keeps only 14 digits.
-/// KEYS[1] key; ARGV interval, window, cost, limit.
-/// Returns {allowed, remaining, reset_after_us, retry_after_us (-1: never)}.
+/// GCRA for one or more keys in one atomic step on the Redis server's clock, in
+/// microseconds, all or nothing: the new TATs are written only if every key allows its
+/// cost. Numbers are written with `%.0f`: Lua's default number formatting keeps only 14
+/// digits. (Several keys in one script need one Redis server, or one cluster slot; Assay
+/// talks to a single server.)
+/// KEYS the keys; ARGV interval, window, cost, limit for each key in turn.
+/// Returns, per key, allowed, remaining, reset_after_us, retry_after_us (-1: never).
 const GCRA_LUA: &str = r"
-local interval = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local limit = tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if (not tat) or tat < now then tat = now end
-local function remaining(at)
-  local r = math.floor((window - (at - now)) / interval)
-  if r < 0 then r = 0 end
-  return r
+local tats = {}
+local out = {}
+local all = true
+for i, key in ipairs(KEYS) do
+  local a = (i - 1) * 4
+  local interval = tonumber(ARGV[a + 1])
+  local window = tonumber(ARGV[a + 2])
+  local cost = tonumber(ARGV[a + 3])
+  local limit = tonumber(ARGV[a + 4])
+  local tat = tats[key] or tonumber(redis.call('GET', key))
+  if (not tat) or tat < now then tat = now end
+  local function remaining(at)
+    local r = math.floor((window - (at - now)) / interval)
+    if r < 0 then r = 0 end
+    return r
+  end
+  local new_tat = tat + interval * cost
+  local d
+  if cost > limit then
+    d = {0, remaining(tat), tat - now, -1}
+  elseif new_tat - now > window then
+    d = {0, remaining(tat), tat - now, new_tat - window - now}
+  else
+    tats[key] = new_tat
+    d = {1, remaining(new_tat), new_tat - now, 0}
+  end
+  if d[1] == 0 then all = false end
+  for _, v in ipairs(d) do out[#out + 1] = v end
 end
-if cost > limit then
-  return {0, remaining(tat), tat - now, -1}
+if all then
+  for key, tat in pairs(tats) do
+    local ttl_ms = math.ceil((tat - now) / 1000)
+    if ttl_ms < 1 then ttl_ms = 1 end
+    redis.call('SET', key, string.format('%.0f', tat), 'PX', string.format('%.0f', ttl_ms))
+  end
 end
-local new_tat = tat + interval * cost
-if new_tat - now > window then
-  return {0, remaining(tat), tat - now, new_tat - window - now}
-end
-local ttl_ms = math.ceil((new_tat - now) / 1000)
-if ttl_ms < 1 then ttl_ms = 1 end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', string.format('%.0f', ttl_ms))
-return {1, remaining(new_tat), new_tat - now, 0}
+return out
 ";
 
 impl RedisGcra {
-    async fn check(&self, key: &str, quota: Quota, cost: u32) -> Option<RateDecision> {
-        let (interval, window) = quota.cells(1_000);
-        let redis_key = format!("{}{key}", self.key_prefix);
-        let (allowed, remaining, reset_us, retry_us): (i64, i64, i64, i64) = self
+    async fn check_all(&self, spends: &[Spend<'_>]) -> Option<Vec<RateDecision>> {
+        let mut invocation = self.script.prepare_invoke();
+        for spend in spends {
+            let (interval, window) = spend.quota.cells(1_000);
+            invocation
+                .key(format!("{}{}", self.key_prefix, spend.key))
+                .arg(interval)
+                .arg(window)
+                .arg(spend.cost)
+                .arg(spend.quota.limit());
+        }
+        let replies: Vec<i64> = self
             .link
             .run("gcra", |mut conn| async move {
-                self.script
-                    .key(&redis_key)
-                    .arg(interval)
-                    .arg(window)
-                    .arg(cost)
-                    .arg(quota.limit())
-                    .invoke_async(&mut conn)
-                    .await
+                invocation.invoke_async(&mut conn).await
             })
             .await?;
+        if replies.len() != spends.len() * 4 {
+            tracing::warn!(
+                replies = replies.len(),
+                spends = spends.len(),
+                "unexpected reply from the rate-limit script; deciding in-process"
+            );
+            return None;
+        }
         let micros = |us: i64| Duration::from_micros(u64::try_from(us).unwrap_or(0));
-        Some(RateDecision {
-            allowed: allowed == 1,
-            limit: quota.limit(),
-            remaining: u32::try_from(remaining).unwrap_or(0),
-            reset_after: micros(reset_us),
-            retry_after: (allowed != 1 && retry_us >= 0).then(|| micros(retry_us)),
-        })
+        Some(
+            spends
+                .iter()
+                .zip(replies.chunks_exact(4))
+                .map(|(spend, r)| {
+                    let (allowed, remaining, reset_us, retry_us) = (r[0], r[1], r[2], r[3]);
+                    RateDecision {
+                        allowed: allowed == 1,
+                        limit: spend.quota.limit(),
+                        remaining: u32::try_from(remaining).unwrap_or(0),
+                        reset_after: micros(reset_us),
+                        retry_after: (allowed != 1 && retry_us >= 0).then(|| micros(retry_us)),
+                    }
+                })
+                .collect(),
+        )
     }
 }
 
@@ -402,16 +481,67 @@ impl MemoryGcra {
             cost,
         );
         if let Some(new_tat) = new_tat {
-            if let Some(tat) = map.get_mut(key) {
-                *tat = new_tat;
-            } else {
-                if map.len() >= self.per_shard_cap {
-                    make_room(&mut map, now);
-                }
-                map.insert(key.to_owned(), new_tat);
-            }
+            self.store(&mut map, key, new_tat, now);
         }
         decision
+    }
+
+    /// Sets `key`'s TAT, making room first if the shard is full.
+    fn store(&self, map: &mut HashMap<String, u64>, key: &str, new_tat: u64, now: u64) {
+        if let Some(tat) = map.get_mut(key) {
+            *tat = new_tat;
+        } else {
+            if map.len() >= self.per_shard_cap {
+                make_room(map, now);
+            }
+            map.insert(key.to_owned(), new_tat);
+        }
+    }
+
+    /// [`RateLimiter::check_all`] in-process: the keys' shards are locked together (in
+    /// shard order, so two checks cannot deadlock) and the new TATs stored only if every
+    /// spend is allowed.
+    fn check_all(&self, spends: &[Spend<'_>]) -> Vec<RateDecision> {
+        if let [one] = spends {
+            return vec![self.check(one.key, one.quota, one.cost)];
+        }
+        let now = u64::try_from(self.clock.now().as_nanos()).unwrap_or(u64::MAX);
+        let shard_of: Vec<usize> = spends
+            .iter()
+            .map(|s| (self.hasher.hash_one(s.key) as usize) % SHARDS)
+            .collect();
+        let mut order = shard_of.clone();
+        order.sort_unstable();
+        order.dedup();
+        let mut maps: Vec<_> = order
+            .iter()
+            .map(|&i| self.shards[i].lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
+        let slot = |shard: usize| order.binary_search(&shard).expect("locked above");
+        // New TATs, in spend order: a key spent twice sees its first spend.
+        let mut spent: Vec<(usize, &str, u64)> = Vec::with_capacity(spends.len());
+        let mut decisions = Vec::with_capacity(spends.len());
+        for (spend, &shard) in spends.iter().zip(&shard_of) {
+            let tat = spent
+                .iter()
+                .rev()
+                .find(|(_, key, _)| *key == spend.key)
+                .map(|&(_, _, tat)| tat)
+                .or_else(|| maps[slot(shard)].get(spend.key).copied());
+            let (interval, window) = spend.quota.cells(1);
+            let (decision, new_tat) =
+                gcra(now, tat, interval, window, spend.quota.limit(), spend.cost);
+            if let Some(new_tat) = new_tat {
+                spent.push((shard, spend.key, new_tat));
+            }
+            decisions.push(decision);
+        }
+        if decisions.iter().all(|d| d.allowed) {
+            for (shard, key, new_tat) in spent {
+                self.store(&mut maps[slot(shard)], key, new_tat, now);
+            }
+        }
+        decisions
     }
 }
 
@@ -628,6 +758,77 @@ pub(crate) mod tests {
         assert_eq!(never.retry_after, None, "more than the limit never fits");
     }
 
+    /// A request limit and a token limit spent together, as the AI pipeline does: every
+    /// limit or none. Long periods, so the refill during a test is far below one unit and
+    /// the same steps hold on the in-process clock and on Redis's.
+    async fn spends_all_or_nothing(limiter: &RateLimiter) {
+        let requests = Quota::per_hour(n(2));
+        let tokens = Quota::per_hour(n(100));
+        let both = |tokens_cost| {
+            [
+                Spend {
+                    key: "requests:u",
+                    quota: requests,
+                    cost: 1,
+                },
+                Spend {
+                    key: "tokens:u",
+                    quota: tokens,
+                    cost: tokens_cost,
+                },
+            ]
+        };
+        let each = limiter.check_all(&both(60)).await.unwrap();
+        assert_eq!((each[0].remaining, each[1].remaining), (1, 40));
+
+        // The tokens refuse, so the request is not spent either.
+        let refused = limiter.check_all(&both(60)).await.unwrap_err();
+        assert_eq!(refused.index, 1);
+        assert_eq!(refused.decision.remaining, 40);
+        let wait = refused.decision.retry_after.unwrap(); // 20 tokens at 36 s each
+        assert!(wait > Duration::from_secs(710) && wait <= Duration::from_secs(720));
+        let each = limiter.check_all(&both(40)).await.unwrap();
+        assert_eq!((each[0].remaining, each[1].remaining), (0, 0));
+
+        // Both refuse: the longer wait (the request's half hour) is the one to report.
+        let refused = limiter.check_all(&both(10)).await.unwrap_err();
+        assert_eq!(refused.index, 0);
+        assert!(refused.decision.retry_after.unwrap() > Duration::from_secs(1790));
+        // A cost that can never fit wins over any wait.
+        let refused = limiter.check_all(&both(101)).await.unwrap_err();
+        assert_eq!((refused.index, refused.decision.retry_after), (1, None));
+
+        // The same key twice: the second spend sees the first; a refusal spends neither.
+        let twice = |key| {
+            [
+                Spend {
+                    key,
+                    quota: requests,
+                    cost: 1,
+                },
+                Spend {
+                    key,
+                    quota: requests,
+                    cost: 1,
+                },
+            ]
+        };
+        let each = limiter.check_all(&twice("k")).await.unwrap();
+        assert_eq!((each[0].remaining, each[1].remaining), (1, 0));
+        assert!(limiter.check("fresh", requests).await.allowed);
+        assert_eq!(
+            limiter.check_all(&twice("fresh")).await.unwrap_err().index,
+            1
+        );
+        assert_eq!(limiter.check("fresh", requests).await.remaining, 0);
+    }
+
+    #[tokio::test]
+    async fn several_limits_are_spent_all_or_nothing() {
+        let (limiter, _) = manual();
+        spends_all_or_nothing(&limiter).await;
+    }
+
     #[tokio::test]
     async fn memory_stays_bounded_and_forgets_idle_keys_first() {
         let clock = Arc::new(ManualClock::default());
@@ -768,6 +969,28 @@ pub(crate) mod tests {
         assert!(!never.allowed);
         assert_eq!(never.retry_after, None);
         assert!(limiter.redis_healthy());
+    }
+
+    #[tokio::test]
+    async fn redis_spends_several_limits_all_or_nothing_in_one_step() {
+        let Some(url) = redis_url() else { return };
+        let prefix = unique_prefix("rl-all");
+        let limiter = RateLimiter::with_redis(redis_cfg("ai"), connect(&url).await, &prefix);
+        spends_all_or_nothing(&limiter).await;
+        assert!(
+            limiter.redis_healthy(),
+            "decided by Redis, not the fallback"
+        );
+        // Both keys were written, each with its TTL.
+        let mut conn = connect(&url).await;
+        for key in ["requests:u", "tokens:u"] {
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(format!("{prefix}rl:ai:{key}"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(ttl > 0 && ttl <= 3_600_000, "{key}: ttl {ttl}");
+        }
     }
 
     /// A TCP relay to Redis that a test can cut and restore, to play an outage without

@@ -10,7 +10,7 @@ use super::errors::AiApiError;
 use crate::error::ApiError;
 use assay_ai::TaskKind;
 use assay_config::AiLimitsConfig;
-use assay_infra::rate_limit::{Quota, RateDecision, RateLimiter, RateLimiterConfig};
+use assay_infra::rate_limit::{Quota, RateDecision, RateLimiter, RateLimiterConfig, Spend};
 use assay_infra::redis_conn::RedisConn;
 use axum::http::StatusCode;
 use std::num::NonZeroU32;
@@ -92,7 +92,8 @@ impl AiLimits {
     }
 
     /// Spend one request of the task's class and `prompt_tokens` tokens for `caller_key`
-    /// (`user:<uuid>` or `api_key:<id>`). A refusal carries the wait until it would pass.
+    /// (`user:<uuid>` or `api_key:<id>`), both or neither, in one step (one Redis round
+    /// trip when shared). A refusal carries the wait until both would pass.
     pub async fn check(
         &self,
         caller_key: &str,
@@ -100,20 +101,6 @@ impl AiLimits {
         prompt_tokens: u32,
     ) -> Result<RateDecision, AiApiError> {
         let class = TaskClass::of(task);
-        let decision = self
-            .limiter
-            .check(
-                &format!("{}:{caller_key}", class.as_str()),
-                self.request_quota(class),
-            )
-            .await;
-        if !decision.allowed {
-            return Err(AiApiError::RateLimited {
-                retry_after: decision.retry_after.unwrap_or(Duration::from_secs(60)),
-                limit: "requests",
-                task_class: class.as_str(),
-            });
-        }
         let tokens_quota = Quota::per_minute(nz(self.cfg.tokens_per_minute));
         if prompt_tokens > tokens_quota.limit() {
             return Err(ApiError::new(
@@ -126,22 +113,35 @@ impl AiLimits {
             )
             .into());
         }
-        let tokens = self
-            .limiter
-            .check_n(
-                &format!("tokens:{caller_key}"),
-                tokens_quota,
-                prompt_tokens.max(1),
-            )
-            .await;
-        if !tokens.allowed {
-            return Err(AiApiError::RateLimited {
-                retry_after: tokens.retry_after.unwrap_or(Duration::from_secs(60)),
-                limit: "tokens",
+        let requests_key = format!("{}:{caller_key}", class.as_str());
+        let tokens_key = format!("tokens:{caller_key}");
+        let spends = [
+            Spend {
+                key: &requests_key,
+                quota: self.request_quota(class),
+                cost: 1,
+            },
+            Spend {
+                key: &tokens_key,
+                quota: tokens_quota,
+                cost: prompt_tokens.max(1),
+            },
+        ];
+        match self.limiter.check_all(&spends).await {
+            Ok(each) => Ok(each[0]),
+            Err(refused) => Err(AiApiError::RateLimited {
+                retry_after: refused
+                    .decision
+                    .retry_after
+                    .unwrap_or(Duration::from_secs(60)),
+                limit: if refused.index == 0 {
+                    "requests"
+                } else {
+                    "tokens"
+                },
                 task_class: class.as_str(),
-            });
+            }),
         }
-        Ok(decision)
     }
 }
 
@@ -201,6 +201,24 @@ mod tests {
             limits.check("key:k", TaskKind::Help, 60).await,
             Err(AiApiError::RateLimited {
                 limit: "tokens",
+                ..
+            })
+        ));
+        // A call refused for its tokens does not use up one of the caller's requests.
+        let limits = AiLimits::new(
+            AiLimitsConfig {
+                tokens_per_minute: 100,
+                ..Default::default()
+            },
+            None,
+        );
+        assert!(limits.check("user:c", TaskKind::Chat, 60).await.is_ok());
+        assert!(limits.check("user:c", TaskKind::Chat, 60).await.is_err());
+        assert!(limits.check("user:c", TaskKind::Chat, 40).await.is_ok());
+        assert!(matches!(
+            limits.check("user:c", TaskKind::Chat, 1).await,
+            Err(AiApiError::RateLimited {
+                limit: "requests",
                 ..
             })
         ));
