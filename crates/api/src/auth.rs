@@ -308,7 +308,7 @@ impl OrgAccess {
     ) -> ApiError {
         let mut ev = self.event("permission.denied");
         ev.outcome = Outcome::Denied;
-        ev.details = details;
+        ev.details = details.into();
         if let Err(e) = assay_store::repo::audit::append(state.db().primary(), ev).await {
             tracing::error!(error = %e, "could not audit a permission denial");
         }

@@ -282,7 +282,8 @@ impl Catalogues {
                             "filename": record.original_filename,
                             "requirements": record.requirement_count,
                             "scope": if record.org_id.is_some() { "org" } else { "platform" },
-                        });
+                        })
+                        .into();
                         audit::append(txn, ev).await?;
                         Ok(record)
                     })
@@ -320,7 +321,8 @@ impl Catalogues {
                         "name": record.name,
                         "format": record.source_format,
                         "scope": "org",
-                    });
+                    })
+                    .into();
                     audit::append(txn, ev).await?;
                     Ok(record)
                 })

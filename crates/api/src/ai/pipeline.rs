@@ -47,7 +47,7 @@ use assay_infra::refresh::RefreshingCache;
 use assay_safety::{Action, Direction, Policy, Profile, Scanner, StreamScanner};
 use assay_store::Db;
 use assay_store::repo::ai_settings::{self, AiSettings};
-use assay_store::repo::audit::{Actor, NewAuditEvent, Outcome};
+use assay_store::repo::audit::{Actor, AuditDetails, NewAuditEvent, Outcome};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use serde::Serialize;
@@ -249,6 +249,45 @@ struct Prepared {
     started: Instant,
 }
 
+/// The `ai.call` audit event's details. Serialised straight to text, once per AI call:
+/// no `Value` tree on the request path (see [`AuditDetails`]).
+#[derive(Serialize)]
+struct CallDetails<'a> {
+    task: &'a str,
+    outcome: &'a str,
+    streamed: bool,
+    latency_ms: f64,
+    budget_used_ratio: f64,
+    safety: CallSafety<'a>,
+    /// Which model answered and what it cost; absent when no model answered.
+    #[serde(flatten)]
+    answer: Option<CallAnswer<'a>>,
+    /// The prompt, only where the organisation keeps prompts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt: Option<&'a [ChatMessage]>,
+}
+
+#[derive(Serialize)]
+struct CallSafety<'a> {
+    profile: Profile,
+    input: Action,
+    input_rules: &'a [String],
+    output: Action,
+    output_rules: &'a [String],
+}
+
+#[derive(Serialize)]
+struct CallAnswer<'a> {
+    model: &'a str,
+    provider: &'a str,
+    offline: bool,
+    cache_hit: bool,
+    fallbacks: &'a [String],
+    input_tokens: u64,
+    output_tokens: u64,
+    cost_usd: f64,
+}
+
 /// How a call ended, for its audit event.
 struct Ending<'a> {
     outcome: &'a str,
@@ -446,7 +485,7 @@ impl Inner {
             Err(e) => {
                 let mut ev = caller.event("ai.call");
                 ev.outcome = Outcome::Denied;
-                ev.details = json!({ "task": task.as_str(), "outcome": e.code() });
+                ev.details = json!({ "task": task.as_str(), "outcome": e.code() }).into();
                 self.audit.record(ev);
                 return Err(e);
             }
@@ -502,7 +541,8 @@ impl Inner {
                 "task": task.as_str(),
                 "outcome": "ai_blocked",
                 "safety": { "profile": policy.profile, "input": "block", "input_rules": blocked },
-            });
+            })
+            .into();
             if let Some((kind, id)) = &params.resource {
                 ev = ev.resource(kind, id);
             }
@@ -578,7 +618,8 @@ impl Inner {
             "spent_usd": budget.spent_usd,
             "used_ratio": budget.used_ratio,
             "threshold": self.cfg.budget_warning_ratio,
-        });
+        })
+        .into();
         let ctx = *ctx;
         let claimed_month = month.clone();
         let res = self
@@ -743,34 +784,32 @@ impl Inner {
             "ai_blocked" => Outcome::Denied,
             _ => Outcome::Failure,
         };
-        let mut details = json!({
-            "task": p.request.task.as_str(),
-            "outcome": end.outcome,
-            "streamed": end.streamed,
-            "latency_ms": p.started.elapsed().as_secs_f64() * 1000.0,
-            "budget_used_ratio": p.budget.used_ratio,
-            "safety": {
-                "profile": p.policy.profile,
-                "input": p.input,
-                "input_rules": p.input_rules,
-                "output": end.output,
-                "output_rules": end.output_rules,
+        let details = CallDetails {
+            task: p.request.task.as_str(),
+            outcome: end.outcome,
+            streamed: end.streamed,
+            latency_ms: p.started.elapsed().as_secs_f64() * 1000.0,
+            budget_used_ratio: p.budget.used_ratio,
+            safety: CallSafety {
+                profile: p.policy.profile,
+                input: p.input,
+                input_rules: &p.input_rules,
+                output: end.output,
+                output_rules: end.output_rules,
             },
-        });
-        if let Some(m) = end.meta {
-            details["model"] = json!(m.model);
-            details["provider"] = json!(m.provider);
-            details["offline"] = json!(m.offline);
-            details["cache_hit"] = json!(m.cache_hit);
-            details["fallbacks"] = json!(m.fallbacks);
-            details["input_tokens"] = json!(m.usage.input_tokens);
-            details["output_tokens"] = json!(m.usage.output_tokens);
-            details["cost_usd"] = json!(m.cost_usd);
-        }
-        if let Some(prompt) = &p.prompt {
-            details["prompt"] = json!(prompt);
-        }
-        ev.details = details;
+            answer: end.meta.map(|m| CallAnswer {
+                model: &m.model,
+                provider: &m.provider,
+                offline: m.offline,
+                cache_hit: m.cache_hit,
+                fallbacks: &m.fallbacks,
+                input_tokens: m.usage.input_tokens,
+                output_tokens: m.usage.output_tokens,
+                cost_usd: m.cost_usd,
+            }),
+            prompt: p.prompt.as_deref(),
+        };
+        ev.details = AuditDetails::of(&details);
         if let Some((kind, id)) = &p.resource {
             ev = ev.resource(kind, id);
         }
@@ -917,5 +956,69 @@ fn redact_json(v: &mut Value, policy: &Policy) {
         Value::Array(items) => items.iter_mut().for_each(|i| redact_json(i, policy)),
         Value::Object(map) => map.values_mut().for_each(|i| redact_json(i, policy)),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `ai.call` event's details as stored: the same object the API has always shown
+    /// (read back as a tree), with the answer's fields only when a model answered.
+    #[test]
+    fn call_details_serialise_to_the_audit_shape() {
+        let rules = vec!["pii.email".to_owned()];
+        let fallbacks = vec!["openai:gpt-x:ai_unavailable".to_owned()];
+        let prompt = vec![ChatMessage::user("hi")];
+        let details = |answer, prompt| CallDetails {
+            task: "chat",
+            outcome: "ok",
+            streamed: true,
+            latency_ms: 1.5,
+            budget_used_ratio: 0.25,
+            safety: CallSafety {
+                profile: Profile::Standard,
+                input: Action::Modify,
+                input_rules: &rules,
+                output: Action::Allow,
+                output_rules: &[],
+            },
+            answer,
+            prompt,
+        };
+        let read = |d: &CallDetails<'_>| -> Value {
+            serde_json::from_str(AuditDetails::of(d).as_str()).unwrap()
+        };
+        let safety = json!({
+            "profile": "standard", "input": "modify", "input_rules": ["pii.email"],
+            "output": "allow", "output_rules": [],
+        });
+        assert_eq!(
+            read(&details(None, None)),
+            json!({
+                "task": "chat", "outcome": "ok", "streamed": true, "latency_ms": 1.5,
+                "budget_used_ratio": 0.25, "safety": safety,
+            })
+        );
+        let answer = CallAnswer {
+            model: "gpt-x",
+            provider: "openai",
+            offline: false,
+            cache_hit: true,
+            fallbacks: &fallbacks,
+            input_tokens: 12,
+            output_tokens: 34,
+            cost_usd: 0.5,
+        };
+        assert_eq!(
+            read(&details(Some(answer), Some(&prompt))),
+            json!({
+                "task": "chat", "outcome": "ok", "streamed": true, "latency_ms": 1.5,
+                "budget_used_ratio": 0.25, "safety": safety,
+                "model": "gpt-x", "provider": "openai", "offline": false, "cache_hit": true,
+                "fallbacks": ["openai:gpt-x:ai_unavailable"], "input_tokens": 12,
+                "output_tokens": 34, "cost_usd": 0.5, "prompt": prompt,
+            })
+        );
     }
 }

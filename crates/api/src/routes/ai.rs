@@ -165,7 +165,7 @@ pub async fn put_settings(
                 ev.details = json!({
                     "before": { "monthly_budget_usd": before.monthly_budget_usd, "store_prompts": before.store_prompts, "safety_profile": before.safety_profile },
                     "after": { "monthly_budget_usd": after.monthly_budget_usd, "store_prompts": after.store_prompts, "safety_profile": after.safety_profile },
-                });
+                }).into();
                 audit::append(txn, ev).await?;
                 Ok(())
             })

@@ -960,7 +960,8 @@ pub async fn classify_evidence(
                         "input_chars": row.input_chars,
                         "model": row.model,
                         "offline": row.offline,
-                    });
+                    })
+                    .into();
                     audit::append(txn, ev).await?;
                     Ok(row)
                 })

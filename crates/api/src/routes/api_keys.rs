@@ -84,7 +84,7 @@ pub async fn create(
                 let mut ev = access
                     .event("api_key.created")
                     .resource("api_key", &created.id);
-                ev.details = json!({ "name": created.name, "scopes": created.scopes });
+                ev.details = json!({ "name": created.name, "scopes": created.scopes }).into();
                 audit::append(txn, ev).await?;
                 Ok(created)
             })

@@ -204,7 +204,7 @@ pub async fn start(
             Box::pin(async move {
                 let record = assessments::start(txn, &ctx, &key, &by).await?;
                 let mut ev = event.resource("assessment", record.id);
-                ev.details = json!({ "framework": key });
+                ev.details = json!({ "framework": key }).into();
                 audit::append(txn, ev).await?;
                 Ok(record)
             })
@@ -414,7 +414,8 @@ pub async fn answer(
                     "answer": after.answer,
                     "before": before.map(|b| b.answer),
                     "notes": after.notes.is_some(),
-                });
+                })
+                .into();
                 audit::append(txn, ev).await?;
                 Ok(after)
             })
@@ -495,7 +496,8 @@ pub async fn complete(
                     "score": result["score"],
                     "answered": result["answered"],
                     "questions": result["questions"],
-                });
+                })
+                .into();
                 audit::append(txn, ev).await?;
                 Ok(record)
             })
@@ -656,7 +658,8 @@ pub async fn confirm(
                 for p in planned {
                     let after = posture::set_control(txn, &ctx, &p.key, &p.update, &by).await?;
                     let mut ev = events.0.clone().resource("control", &p.key);
-                    ev.details = json!({ "before": p.before, "after": after, "assessment": id });
+                    ev.details =
+                        json!({ "before": p.before, "after": after, "assessment": id }).into();
                     audit::append(txn, ev).await?;
                 }
                 let mut ev = events.1.resource("assessment", id);
@@ -665,7 +668,8 @@ pub async fn confirm(
                     "applied": stored["applied"].as_array().map_or(0, Vec::len),
                     "unchanged": stored["unchanged"].as_array().map_or(0, Vec::len),
                     "skipped": stored["skipped"].as_array().map_or(0, Vec::len),
-                });
+                })
+                .into();
                 audit::append(txn, ev).await?;
                 Ok(())
             })
@@ -707,7 +711,8 @@ pub async fn delete(
             Box::pin(async move {
                 let gone = assessments::delete(txn, &ctx, id).await?;
                 let mut ev = event.resource("assessment", id);
-                ev.details = json!({ "framework": gone.framework_key, "status": gone.status });
+                ev.details =
+                    json!({ "framework": gone.framework_key, "status": gone.status }).into();
                 audit::append(txn, ev).await?;
                 Ok(())
             })

@@ -293,7 +293,8 @@ pub async fn login(
             let mut ev = facts.event(None, Actor::Anonymous, "auth.login_failed");
             ev.outcome = Outcome::Failure;
             ev.details =
-                json!({ "known_account": other.is_some(), "consecutive_failures": failures });
+                json!({ "known_account": other.is_some(), "consecutive_failures": failures })
+                    .into();
             if let Some(u) = &other {
                 ev = ev.resource("user", u.id);
             }
@@ -502,7 +503,7 @@ pub async fn logout_all(
                 let mut ev = facts
                     .event(None, Actor::User(user_id), "auth.logout_all")
                     .resource("user", user_id);
-                ev.details = json!({ "sessions_revoked": n });
+                ev.details = json!({ "sessions_revoked": n }).into();
                 audit::append(txn, ev).await?;
                 Ok(n)
             })

@@ -615,7 +615,7 @@ pub async fn update_control(
             Box::pin(async move {
                 let record = posture::set_control(txn, &access.ctx, &key, &update, &by).await?;
                 let mut ev = access.event("control.updated").resource("control", &key);
-                ev.details = json!({ "before": current, "after": record });
+                ev.details = json!({ "before": current, "after": record }).into();
                 audit::append(txn, ev).await?;
                 Ok(record)
             })
@@ -703,7 +703,7 @@ pub async fn bulk_update(
                 for (key, before, update) in planned {
                     let record = posture::set_control(txn, &access.ctx, &key, &update, &by).await?;
                     let mut ev = access.event("control.updated").resource("control", &key);
-                    ev.details = json!({ "before": before, "after": record, "bulk": true });
+                    ev.details = json!({ "before": before, "after": record, "bulk": true }).into();
                     audit::append(txn, ev).await?;
                     out.push(record);
                 }

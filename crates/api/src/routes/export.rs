@@ -128,7 +128,7 @@ pub async fn controls(
         _ => (csv_bytes(&rows)?, "text/csv; charset=utf-8"),
     };
     let mut ev = access.event("export.controls");
-    ev.details = serde_json::json!({ "format": format, "rows": rows.len() });
+    ev.details = serde_json::json!({ "format": format, "rows": rows.len() }).into();
     audit::append(state.db().primary(), ev).await?;
     let filename = format!("assay-controls-{}.{format}", access.ctx.org_id());
     Ok((

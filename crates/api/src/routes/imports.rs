@@ -231,7 +231,7 @@ pub async fn import_platform(
     if !is_admin {
         let mut ev = facts.event(None, caller.actor(), "permission.denied");
         ev.outcome = Outcome::Denied;
-        ev.details = json!({ "permission": "platform.admin", "action": "framework.import" });
+        ev.details = json!({ "permission": "platform.admin", "action": "framework.import" }).into();
         if let Err(e) = audit::append(state.db().primary(), ev).await {
             tracing::error!(error = %e, "could not audit a permission denial");
         }

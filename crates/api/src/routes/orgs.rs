@@ -154,7 +154,7 @@ pub async fn rename(
                 let before = organisations::get(txn, &access.ctx).await?;
                 let org = organisations::rename(txn, &access.ctx, &req.name).await?;
                 let mut ev = access.event("org.renamed").resource("organisation", org.id);
-                ev.details = json!({ "from": before.name, "to": org.name });
+                ev.details = json!({ "from": before.name, "to": org.name }).into();
                 audit::append(txn, ev).await?;
                 Ok(org)
             })
@@ -243,7 +243,7 @@ pub async fn change_role(
             Box::pin(async move {
                 memberships::set_role(txn, &ctx, target, req.role).await?;
                 let mut ev = access.event("member.role_changed").resource("user", target);
-                ev.details = json!({ "from": current, "to": req.role });
+                ev.details = json!({ "from": current, "to": req.role }).into();
                 audit::append(txn, ev).await?;
                 Ok(())
             })
@@ -291,7 +291,7 @@ pub async fn remove_member(
             Box::pin(async move {
                 memberships::remove(txn, &ctx, target).await?;
                 let mut ev = access.event("member.removed").resource("user", target);
-                ev.details = json!({ "role": current });
+                ev.details = json!({ "role": current }).into();
                 audit::append(txn, ev).await?;
                 Ok(())
             })
@@ -356,7 +356,7 @@ pub async fn invite(
                 let mut ev = access
                     .event("invitation.created")
                     .resource("invitation", inv.id);
-                ev.details = json!({ "email": inv.email, "role": inv.role });
+                ev.details = json!({ "email": inv.email, "role": inv.role }).into();
                 audit::append(txn, ev).await?;
                 Ok(inv)
             })
@@ -449,7 +449,7 @@ pub(crate) async fn join_by_invitation(
     let mut ev = facts
         .event(Some(inv.org_id), Actor::User(user), "member.joined")
         .resource("user", user);
-    ev.details = json!({ "role": inv.role, "invitation_id": inv.id });
+    ev.details = json!({ "role": inv.role, "invitation_id": inv.id }).into();
     audit::append(txn, ev).await?;
     Ok(ctx)
 }

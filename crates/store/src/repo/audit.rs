@@ -73,7 +73,42 @@ pub struct NewAuditEvent {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
-    pub details: serde_json::Value,
+    pub details: AuditDetails,
+}
+
+/// An event's details: a JSON object, serialised once where the event is made. The chain
+/// hashes and stores the text and nothing reads the tree again, so a hot caller (the AI
+/// pipeline, once per call) serialises a typed struct straight to text with [`Self::of`]
+/// instead of building a `Value` on the request path for the writer to turn into text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditDetails(String);
+
+impl AuditDetails {
+    /// `details` as JSON: a struct or map serialises to an object.
+    pub fn of(details: &impl serde::Serialize) -> Self {
+        // Fails only for a map with non-string keys or a failing `Serialize` impl — a bug
+        // in the caller, which must not lose the event itself.
+        Self(serde_json::to_string(details).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "audit details could not be serialised");
+            serde_json::json!({ "details_error": e.to_string() }).to_string()
+        }))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for AuditDetails {
+    fn default() -> Self {
+        Self("{}".to_owned())
+    }
+}
+
+impl From<serde_json::Value> for AuditDetails {
+    fn from(details: serde_json::Value) -> Self {
+        Self(details.to_string())
+    }
 }
 
 impl NewAuditEvent {
@@ -89,7 +124,7 @@ impl NewAuditEvent {
             ip: None,
             user_agent: None,
             request_id: None,
-            details: serde_json::Value::Object(Default::default()),
+            details: AuditDetails::default(),
         }
     }
 
@@ -303,7 +338,7 @@ async fn append_to_chain(
                 ip: new.ip,
                 user_agent: new.user_agent,
                 request_id: new.request_id,
-                details: new.details.to_string(),
+                details: new.details.0,
                 created_at: super::now(),
                 prev_hash: std::mem::take(&mut prev_hash),
                 hash: String::new(),
