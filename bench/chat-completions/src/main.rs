@@ -532,6 +532,19 @@ async fn start_litellm(
     ))
 }
 
+/// An error with its chain of causes: reqwest's own text ("error sending request") does
+/// not say whether the connection was refused (the server is gone), reset or timed out.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// One request: its latency when the answer is right.
 async fn call(client: &reqwest::Client, t: &Target) -> Result<(), String> {
     let res = client
@@ -541,9 +554,9 @@ async fn call(client: &reqwest::Client, t: &Target) -> Result<(), String> {
         .body(t.body.as_ref().clone())
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| with_causes(&e))?;
     let status = res.status();
-    let bytes = res.bytes().await.map_err(|e| e.to_string())?;
+    let bytes = res.bytes().await.map_err(|e| with_causes(&e))?;
     let answer = if t.stream {
         streamed_answer(&bytes).into_bytes().into()
     } else {
