@@ -909,6 +909,15 @@ pub(crate) mod tests {
         ConnectionManager::new_lazy_with_config(client, cfg).unwrap()
     }
 
+    /// A key's remaining time to live in milliseconds (Redis `PTTL`: -1 none, -2 no key).
+    pub(crate) async fn pttl(url: &str, key: &str) -> i64 {
+        redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut connect(url).await)
+            .await
+            .unwrap()
+    }
+
     fn redis_cfg(name: &'static str) -> RateLimiterConfig {
         RateLimiterConfig {
             name,
@@ -944,12 +953,7 @@ pub(crate) mod tests {
         }
         assert!(a.redis_healthy() && b.redis_healthy());
         // The key lives in Redis with a TTL, not forever.
-        let mut conn = connect(&url).await;
-        let ttl: i64 = redis::cmd("PTTL")
-            .arg(format!("{prefix}rl:auth_ip:ip:203.0.113.9"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let ttl = pttl(&url, &format!("{prefix}rl:auth_ip:ip:203.0.113.9")).await;
         assert!(ttl > 0 && ttl <= 3_600_000, "ttl {ttl}");
     }
 
@@ -982,13 +986,8 @@ pub(crate) mod tests {
             "decided by Redis, not the fallback"
         );
         // Both keys were written, each with its TTL.
-        let mut conn = connect(&url).await;
         for key in ["requests:u", "tokens:u"] {
-            let ttl: i64 = redis::cmd("PTTL")
-                .arg(format!("{prefix}rl:ai:{key}"))
-                .query_async(&mut conn)
-                .await
-                .unwrap();
+            let ttl = pttl(&url, &format!("{prefix}rl:ai:{key}")).await;
             assert!(ttl > 0 && ttl <= 3_600_000, "{key}: ttl {ttl}");
         }
     }

@@ -375,7 +375,7 @@ impl RedisRevocations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rate_limit::tests::{Relay, connect, redis_url, unique_prefix};
+    use crate::rate_limit::tests::{Relay, connect, pttl, redis_url, unique_prefix};
 
     fn token<'a>(
         jti: &'a str,
@@ -472,12 +472,7 @@ mod tests {
         exercise(&a, &b).await;
         assert!(a.redis_healthy() && b.redis_healthy());
         // Stored with a TTL, not forever.
-        let mut conn = connect(&url).await;
-        let ttl: i64 = redis::cmd("PTTL")
-            .arg(format!("{prefix}rev:jti:jti-1"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let ttl = pttl(&url, &format!("{prefix}rev:jti:jti-1")).await;
         assert!(ttl > 0 && ttl <= 900_000, "ttl {ttl}");
     }
 
