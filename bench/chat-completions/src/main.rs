@@ -824,6 +824,19 @@ impl Disturbances {
     }
 }
 
+/// After failed requests in a closed loop (never expected there), the end of the target's
+/// log: the temporary directory holding it is gone when the bench ends.
+fn print_log_tail(dir: &Path, name: &str) {
+    let Ok(text) = std::fs::read_to_string(dir.join(format!("{name}.log"))) else {
+        return;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    println!("    last lines of {name}.log:");
+    for line in &lines[lines.len().saturating_sub(20)..] {
+        println!("      {line}");
+    }
+}
+
 fn report(label: &str, run: &Run) -> Option<LatencyStats> {
     let rate = run.samples.len() as f64 / run.elapsed.as_secs_f64().max(1e-9);
     if run.failures > 0 {
@@ -963,6 +976,9 @@ async fn main() -> std::process::ExitCode {
                 let (run, cpu) =
                     cpu_per_request(&procs, closed_loop(&client, t, args.requests, c, max)).await;
                 report(t.name, &run);
+                if run.failures > 0 {
+                    print_log_tail(dir.path(), t.name);
+                }
                 if !cpu.is_empty() {
                     println!("    CPU per request: {cpu}");
                 }
