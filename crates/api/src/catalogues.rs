@@ -5,14 +5,16 @@
 //! built-in one.
 //!
 //! Views are built from the stored packs on first use and kept in memory (moka). An import
-//! or a deletion on this node drops the affected views at once; other nodes of a deployment
-//! see it within [`VIEW_TTL`], and a key that is not found is looked up again in the
+//! or a deletion drops the affected views at once on this node and, with Redis, on the
+//! other nodes of a deployment when its announcement arrives ([`crate::cache_sync`]; the
+//! CLI's imports announce too); within [`VIEW_TTL`] in any case, and a key that is not found is looked up again in the
 //! database before a 404 (see [`Catalogues::refreshed_for_org`]). Organisations without
 //! packs of their own share the platform view, so a view costs memory only where it differs.
 //!
 //! Importing and deleting packs also lives here, so the HTTP routes and the CLI run the same
 //! code: check the document, store it with its audit record in one transaction, drop views.
 
+use crate::cache_sync::{Announcer, Change};
 use crate::error::ApiError;
 use crate::json::{FieldError, invalid};
 use assay_core::OrgCtx;
@@ -29,7 +31,8 @@ use moka::future::Cache;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-/// How long a view may be served after another node changed it.
+/// How long a view may be served after another node changed it, when the change's
+/// announcement did not arrive.
 pub const VIEW_TTL: Duration = Duration::from_secs(30);
 
 /// Upper bound on cached requirements across all views that hold their own copy (roughly
@@ -158,16 +161,22 @@ fn invalid_pack(err: &CatalogueError) -> ApiError {
 pub struct Catalogues {
     db: Db,
     views: Cache<ViewKey, View>,
+    /// Tells the other nodes (and, from the CLI, the running ones) about imports and deletions.
+    announcer: Announcer,
 }
 
 impl Catalogues {
-    pub fn new(db: Db) -> Self {
+    pub fn new(db: Db, announcer: Announcer) -> Self {
         let views = Cache::builder()
             .max_capacity(MAX_CACHED_REQUIREMENTS)
             .weigher(|_: &ViewKey, v: &View| v.own_requirements.max(1))
             .time_to_live(VIEW_TTL)
             .build();
-        Self { db, views }
+        Self {
+            db,
+            views,
+            announcer,
+        }
     }
 
     /// Built-in + platform-wide frameworks (no organisation's private packs).
@@ -205,12 +214,21 @@ impl Catalogues {
         self.for_org(ctx).await
     }
 
-    /// Drop the views a change in `scope` affects (a platform pack is in every view).
+    /// Drop the views a change in `scope` affects on this node (a platform pack is in
+    /// every view).
     pub async fn invalidate(&self, scope: Option<OrgId>) {
         match scope {
             Some(org) => self.views.invalidate(&ViewKey::Org(org)).await,
             None => self.views.invalidate_all(),
         }
+    }
+
+    /// The packs of `scope` changed: drop the views here and tell the other nodes.
+    async fn changed(&self, scope: Option<OrgId>) {
+        self.invalidate(scope).await;
+        self.announcer
+            .announce(&Change::Catalogue { org: scope })
+            .await;
     }
 
     /// Check `upload`, then store it with `event` (completed with the import's facts) in
@@ -297,7 +315,7 @@ impl Catalogues {
             }
             Err(e) => return Err(e.into()),
         };
-        self.invalidate(scope.org_id()).await;
+        self.changed(scope.org_id()).await;
         Ok((record, pack))
     }
 
@@ -328,7 +346,7 @@ impl Catalogues {
                 })
             })
             .await?;
-        self.invalidate(Some(ctx.org_id())).await;
+        self.changed(Some(ctx.org_id())).await;
         Ok(record)
     }
 }

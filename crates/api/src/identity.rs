@@ -23,8 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long a membership or account state may be served from memory. A role change or a
-/// removal made on this node is seen at once (the entry is invalidated); other nodes see
-/// it within this time. Past half of it a request reads the entry again in the background
+/// removal is seen at once on the node that made it (the entry is invalidated), and with
+/// Redis on every other node as soon as the announcement arrives ([`crate::cache_sync`]);
+/// this lifetime bounds it when an announcement is lost (or there is no Redis to carry it). Past half of it a request reads the entry again in the background
 /// ([`RefreshingCache`]), so requests do not wait for the store when an entry expires.
 const MEMBERSHIP_CACHE_TTL: Duration = Duration::from_secs(5);
 
@@ -42,8 +43,8 @@ pub struct Identity {
     /// as the membership cache.
     profiles: Cache<UserId, axum::body::Bytes>,
     /// API key credentials by key id (`None`: no such key), same lifetime as the membership
-    /// cache: a revocation made on this node applies at once, on other nodes within
-    /// [`MEMBERSHIP_CACHE_TTL`]. Without it every API-key request read the store (on SQLite
+    /// cache: a revocation applies at once on the node that made it, on the other nodes when
+    /// its announcement arrives, and within [`MEMBERSHIP_CACHE_TTL`] in any case. Without it every API-key request read the store (on SQLite
     /// that capped `/v1/chat/completions` near 1,000 req/s).
     api_keys: RefreshingCache<String, Option<Arc<CachedApiKey>>>,
 }
@@ -258,5 +259,14 @@ impl Identity {
     pub async fn user_changed(&self, user: UserId) {
         self.active.invalidate(&user).await;
         self.profiles.invalidate(&user).await;
+    }
+
+    /// Forget every cached credential, membership and account state (changes made on
+    /// other nodes may have been missed).
+    pub fn forget_everything(&self) {
+        self.api_keys.invalidate_all();
+        self.roles.invalidate_all();
+        self.active.invalidate_all();
+        self.profiles.invalidate_all();
     }
 }

@@ -10,6 +10,7 @@ pub mod ai;
 mod ai_usage_sink;
 pub mod auth;
 pub mod bookkeeping;
+pub mod cache_sync;
 pub mod catalogues;
 mod edge;
 pub mod error;
@@ -112,7 +113,8 @@ impl App {
         let bookkeeping =
             Bookkeeping::start(&db, &settings, config.server.background_priority).await?;
         let ai = build_ai_gateway(&config, &bookkeeping, redis.as_ref())?;
-        let state = AppState::new(db, identity, ai, redis, Arc::new(config), bookkeeping);
+        let bus = invalidation_bus(&config, redis.as_ref())?;
+        let state = AppState::new(db, identity, ai, redis, bus, Arc::new(config), bookkeeping);
         Ok(App {
             state,
             listener,
@@ -211,6 +213,25 @@ impl App {
         tracing::info!("assay stopped");
         served.map_err(StartupError::Listener)
     }
+}
+
+/// The channel this node announces cache changes on and follows the other nodes' changes
+/// from (`None` without Redis: one node, nothing to tell).
+pub(crate) fn invalidation_bus(
+    config: &Config,
+    redis: Option<&assay_infra::redis_conn::RedisConn>,
+) -> Result<Option<assay_infra::invalidation::InvalidationBus>, StartupError> {
+    let (Some(url), Some(conn)) = (&config.redis.url, redis) else {
+        return Ok(None);
+    };
+    let client =
+        assay_infra::redis_conn::client(url).map_err(|e| StartupError::Redis(e.to_string()))?;
+    Ok(Some(assay_infra::invalidation::InvalidationBus::new(
+        client,
+        conn.clone(),
+        &config.redis.key_prefix,
+        Default::default(),
+    )))
 }
 
 /// The AI gateway: configured providers (or none: offline answers from the built-in

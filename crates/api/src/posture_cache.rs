@@ -4,9 +4,10 @@
 //!
 //! Reads are served from memory (moka) for [`POSTURE_TTL`]; every write path calls
 //! [`crate::state::AppState::posture_changed`], which drops the org's entry on this node
-//! (and schedules a readiness snapshot), so a caller always reads its own writes. Another
-//! node sees a change within the TTL, like the membership and role caches
-//! (`identity.rs`). Why: the controls list was ~4-8x slower than `/me` under load
+//! (and schedules a readiness snapshot), so a caller always reads its own writes. With Redis
+//! the other nodes drop it too when the change's announcement arrives
+//! ([`crate::cache_sync`]); the TTL bounds a lost announcement, as for the membership and
+//! role caches (`identity.rs`). Why: the controls list was ~4-8x slower than `/me` under load
 //! (bench/posture) because each request read ~40 rows from PostgreSQL.
 
 use assay_core::catalogue::Catalogue;
@@ -22,7 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How long another node may serve a posture that changed elsewhere.
+/// How long another node may serve a posture that changed elsewhere when the change's
+/// announcement did not reach it (or there is no Redis to carry one).
 pub const POSTURE_TTL: Duration = Duration::from_secs(5);
 
 /// Rendered responses kept per posture, at most (a new one past this is not kept).
@@ -145,5 +147,11 @@ impl PostureCache {
     pub async fn invalidate(&self, org: OrgId) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate(&org).await;
+    }
+
+    /// Forget every organisation's posture on this node (changes may have been missed).
+    pub fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.cache.invalidate_all();
     }
 }

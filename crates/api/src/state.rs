@@ -3,13 +3,15 @@
 
 use crate::ai::AiPipeline;
 use crate::bookkeeping::Bookkeeping;
+use crate::cache_sync::{Announcer, Change};
 use crate::identity::Identity;
 use assay_ai::Gateway;
 use assay_config::Config;
+use assay_infra::invalidation::{BusEvent, InvalidationBus};
 use assay_infra::redis_conn::RedisConn;
 use assay_store::Db;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -25,6 +27,10 @@ struct Inner {
     catalogues: crate::catalogues::Catalogues,
     posture: crate::posture_cache::PostureCache,
     redis: Option<RedisConn>,
+    /// Tells the other nodes about changes to what their caches hold.
+    announcer: Announcer,
+    /// Changes announced by other nodes and applied here.
+    heard: AtomicU64,
     config: Arc<Config>,
     draining: AtomicBool,
     /// Keeps the bookkeeping thread running as long as the state lives.
@@ -37,9 +43,11 @@ impl AppState {
         identity: Identity,
         ai: Gateway,
         redis: Option<RedisConn>,
+        bus: Option<InvalidationBus>,
         config: Arc<Config>,
         bookkeeping: Bookkeeping,
     ) -> Self {
+        let announcer = Announcer::new(bus);
         // The pipeline starts its audit writer task on the bookkeeping thread.
         let ai_pipeline = AiPipeline::new(
             ai.clone(),
@@ -48,9 +56,9 @@ impl AppState {
             redis.as_ref(),
             &bookkeeping,
         );
-        let catalogues = crate::catalogues::Catalogues::new(db.clone());
+        let catalogues = crate::catalogues::Catalogues::new(db.clone(), announcer.clone());
         let posture = crate::posture_cache::PostureCache::new(db.clone());
-        Self {
+        let state = Self {
             inner: Arc::new(Inner {
                 db,
                 identity,
@@ -62,11 +70,79 @@ impl AppState {
                 catalogues,
                 posture,
                 redis,
+                announcer,
+                heard: AtomicU64::new(0),
                 config,
                 draining: AtomicBool::new(false),
                 _bookkeeping: bookkeeping,
             }),
+        };
+        state.follow_other_nodes();
+        state
+    }
+
+    /// With Redis, apply the changes other nodes announce to this node's caches, until the
+    /// state is dropped (the task holds it weakly).
+    fn follow_other_nodes(&self) {
+        let Some(bus) = self.inner.announcer.bus() else {
+            return;
+        };
+        let mut events = bus.subscribe();
+        let state: Weak<Inner> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let Some(inner) = state.upgrade() else { return };
+                let state = AppState { inner };
+                match event {
+                    BusEvent::Changed(payload) => {
+                        if let Some(change) = crate::cache_sync::decode(&payload) {
+                            state.forget(&change).await;
+                            state.inner.heard.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    BusEvent::Resubscribed => state.forget_everything().await,
+                }
+            }
+        });
+    }
+
+    /// Something cached on the request path changed (call after the commit): drop it on
+    /// this node and tell the other nodes to drop it too.
+    pub async fn changed(&self, change: Change) {
+        self.forget(&change).await;
+        if let Change::Posture { org } = change {
+            self.inner.readiness_snapshots.notify(org);
         }
+        self.inner.announcer.announce(&change).await;
+    }
+
+    /// How many changes announced by other nodes this node has applied (diagnostics, tests).
+    pub fn changes_heard(&self) -> u64 {
+        self.inner.heard.load(Ordering::SeqCst)
+    }
+
+    /// Drop what `change` makes stale from this node's caches.
+    async fn forget(&self, change: &Change) {
+        let inner = &self.inner;
+        match change {
+            Change::ApiKey { id } => inner.identity.api_key_changed(id).await,
+            Change::Membership { org, user } => {
+                inner.identity.membership_changed(*org, *user).await;
+            }
+            Change::User { user } => inner.identity.user_changed(*user).await,
+            Change::Posture { org } => inner.posture.invalidate(*org).await,
+            Change::AiSettings { org } => inner.ai_pipeline.settings_changed(*org).await,
+            Change::Catalogue { org } => inner.catalogues.invalidate(*org).await,
+        }
+    }
+
+    /// Drop every cached entry of every kind: announcements may have been missed.
+    async fn forget_everything(&self) {
+        let inner = &self.inner;
+        inner.identity.forget_everything();
+        inner.posture.invalidate_all();
+        inner.ai_pipeline.forget_all_settings();
+        inner.catalogues.invalidate(None).await;
     }
 
     pub fn db(&self) -> &Db {
@@ -98,10 +174,9 @@ impl AppState {
     }
 
     /// An organisation's posture changed (adoption, control states): forget its cached
-    /// posture on this node and schedule a readiness snapshot. Call after the commit.
+    /// posture on every node and schedule a readiness snapshot. Call after the commit.
     pub async fn posture_changed(&self, org: assay_core::OrgId) {
-        self.inner.posture.invalidate(org).await;
-        self.inner.readiness_snapshots.notify(org);
+        self.changed(Change::Posture { org }).await;
     }
 
     /// The readiness snapshot scheduler (use [`AppState::posture_changed`] after a change).

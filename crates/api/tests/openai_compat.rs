@@ -480,6 +480,43 @@ async fn a_key_revoked_on_another_node_stops_working_there_within_seconds() {
     }
 }
 
+/// With Redis, the node that revokes a key announces it and every other node drops the key
+/// from its cache when the announcement arrives, instead of serving it until the entry
+/// expires (up to 5 s, the test above).
+#[tokio::test]
+async fn with_redis_a_key_revoked_on_one_node_is_refused_by_the_others_once_announced() {
+    let Some(redis) = assay_store::testing::service_url("ASSAY_TEST_REDIS_URL") else {
+        return;
+    };
+    let prefix = format!("assay-test-{}:", uuid::Uuid::new_v4().simple());
+    let shared = move |c: &mut assay_config::Config| {
+        c.redis.url = Some(redis);
+        c.redis.key_prefix = prefix;
+    };
+    let mock = mock().await;
+    let a = app_with(&mock, shared.clone()).await;
+    let b = builder_with(&mock, shared).database_of(&a).spawn().await;
+    let owner = a.signup("announce@example.com", "Announce").await;
+    let (key, id) = api_key(&a, &owner, &["ai"]).await;
+    assert_eq!(chat(&b, &key, ask("hi")).await.status(), 200); // now cached on b
+
+    let heard = b.state.changes_heard();
+    revoke_key(&a, &owner, &id).await;
+    // Wait for b to apply a's announcement (not for a time), without calling b meanwhile:
+    // its entry, read just now, would be served for seconds more if the announcement did
+    // not drop it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while b.state.changes_heard() == heard {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node b never heard of the revocation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let err = openai_error(chat(&b, &key, ask("hi")).await, 401).await;
+    assert_eq!(err["code"], "api_key_revoked");
+}
+
 #[tokio::test]
 async fn each_key_acts_in_its_own_organisation_only() {
     let mock = mock().await;

@@ -4,6 +4,7 @@
 //! record (actor `system`, in the organisation's chain or the platform chain).
 
 use crate::cli::{EXIT_CONFIG, EXIT_FAILURE, FrameworksAction, open_db};
+use assay_api::cache_sync::Announcer;
 use assay_api::catalogues::{Catalogues, PackError, PackScope, Upload};
 use assay_config::Config;
 use assay_core::catalogue::{Format, builtin};
@@ -31,7 +32,10 @@ pub async fn run(config: &Config, action: FrameworksAction) -> ExitCode {
         Ok(ctx) => match action {
             FrameworksAction::Import {
                 file, format, key, ..
-            } => import(&db, ctx, &file, format.as_deref(), key).await,
+            } => {
+                let catalogues = Catalogues::new(db.clone(), announcer(config));
+                import(&catalogues, ctx, &file, format.as_deref(), key).await
+            }
             FrameworksAction::List { .. } => list(&db, ctx.as_ref()).await,
         },
     };
@@ -67,8 +71,20 @@ async fn prepare(db: &Db, org: Option<OrgId>) -> Result<Option<OrgCtx>, ExitCode
     }
 }
 
+/// With Redis configured, the running nodes are told about an import, so they drop their
+/// catalogue views at once rather than when the views expire.
+fn announcer(config: &Config) -> Announcer {
+    match Announcer::for_config(config) {
+        Ok(announcer) => announcer,
+        Err(e) => {
+            eprintln!("warning: running nodes will see the import when their views expire: {e}");
+            Announcer::default()
+        }
+    }
+}
+
 async fn import(
-    db: &Db,
+    catalogues: &Catalogues,
     ctx: Option<OrgCtx>,
     file: &Path,
     format: Option<&str>,
@@ -97,7 +113,6 @@ async fn import(
         None => PackScope::Platform,
     };
     let event = NewAuditEvent::new(scope.org_id(), Actor::System, "framework.imported");
-    let catalogues = Catalogues::new(db.clone());
     match catalogues
         .import(scope, upload, Some("cli".to_owned()), event)
         .await

@@ -470,3 +470,89 @@ requirements:
     let verify = run(assay(dir.path()).args(["audit", "verify"]));
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
 }
+
+/// With Redis configured, `frameworks import` announces the import: a running node drops
+/// its cached catalogue view when the announcement arrives, instead of listing the old one
+/// until it expires (30 s).
+#[tokio::test]
+async fn a_cli_import_reaches_a_running_node_through_redis() {
+    let Some(redis) = service_url("ASSAY_TEST_REDIS_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prefix = format!("assay-test-cli-{}-{nanos}:", std::process::id());
+    let with_redis = |mut cmd: Command| {
+        cmd.env("ASSAY_REDIS__URL", &redis)
+            .env("ASSAY_REDIS__KEY_PREFIX", &prefix);
+        cmd
+    };
+    let mut server = Server::start(with_redis(assay(dir.path())));
+    server.wait_ready().await;
+    let client = reqwest::Client::new();
+    let registered: serde_json::Value = client
+        .post(server.url("/api/v1/auth/register"))
+        .json(&serde_json::json!({
+            "email": "cli-redis@example.com",
+            "password": "correct-horse-battery-staple-42",
+            "name": "CLI",
+            "org_name": "Cli Redis",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = registered["access_token"].as_str().unwrap().to_owned();
+    let listed = || async {
+        let page: serde_json::Value = client
+            .get(server.url("/api/v1/frameworks"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["key"] == "redis-baseline")
+    };
+    assert!(!listed().await); // the node now holds the platform view
+
+    std::fs::write(
+        dir.path().join("pack.yaml"),
+        "format: assay.framework.v1
+framework:
+  key: redis-baseline
+  name: Redis Baseline
+  version: \"1.0\"
+  publisher: ACME
+  licence: { id: CC-BY-4.0, name: Creative Commons Attribution 4.0 }
+  provenance: { source: ACME baseline v1 }
+  description: A small baseline.
+requirements:
+  - { ref: AC, title: Access, description: Access control. }
+",
+    )
+    .unwrap();
+    let out = run(with_redis(assay(dir.path())).args(["frameworks", "import", "pack.yaml"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Polled, as the announcement reaches the node a moment after the CLI exits; well
+    // within the view's 30 s lifetime, which alone would not show the pack before then.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !listed().await {
+        assert!(
+            Instant::now() < deadline,
+            "the running node did not hear of the import"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.terminate().code(), Some(0));
+}

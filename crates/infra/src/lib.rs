@@ -5,6 +5,7 @@
 
 pub mod background;
 pub mod cache;
+pub mod invalidation;
 pub mod rate_limit;
 pub mod redis_conn;
 pub mod refresh;

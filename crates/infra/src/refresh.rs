@@ -143,6 +143,11 @@ where
     {
         self.entries.invalidate(key).await;
     }
+
+    /// Forget every key (changes may have been missed); refreshes running do not store.
+    pub fn invalidate_all(&self) {
+        self.entries.invalidate_all();
+    }
 }
 
 #[cfg(test)]

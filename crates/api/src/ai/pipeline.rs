@@ -362,11 +362,19 @@ impl AiPipeline {
         &self.inner.limits
     }
 
-    /// Forget the cached AI settings of `org` (they were just changed on this node; other
-    /// nodes pick the change up within `spend_cache_ms`).
+    /// Forget the cached AI settings of `org` on this node (use
+    /// [`crate::state::AppState::changed`], which tells the other nodes too; they pick a
+    /// lost announcement up within `spend_cache_ms`).
     pub async fn settings_changed(&self, org: OrgId) {
         if let Some(cache) = &self.inner.settings {
             cache.invalidate(&org).await;
+        }
+    }
+
+    /// Forget every organisation's cached AI settings (changes may have been missed).
+    pub fn forget_all_settings(&self) {
+        if let Some(cache) = &self.inner.settings {
+            cache.invalidate_all();
         }
     }
 

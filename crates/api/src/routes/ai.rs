@@ -15,6 +15,7 @@ use crate::ai::budget::{BudgetStatus, month_bounds};
 use crate::ai::grounding::org_system_prompt;
 use crate::ai::{AiApiError, AiCaller, PipelineAnswer, PipelineEvent, PipelineParams};
 use crate::auth::{RequirePermission, perm};
+use crate::cache_sync::Change;
 use crate::error::ApiError;
 use crate::json::{ValidJson, invalid_field};
 use crate::state::AppState;
@@ -171,7 +172,9 @@ pub async fn put_settings(
             })
         })
         .await?;
-    state.ai_pipeline().settings_changed(ctx.org_id()).await;
+    state
+        .changed(Change::AiSettings { org: ctx.org_id() })
+        .await;
     Ok(Json(settings_view(&state, &ctx).await?))
 }
 

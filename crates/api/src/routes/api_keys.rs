@@ -1,6 +1,7 @@
 //! Organisation API keys: the secret is shown once at creation; only its hash is kept.
 
 use crate::auth::{RequirePermission, perm};
+use crate::cache_sync::Change;
 use crate::error::ApiError;
 use crate::json::{ValidJson, invalid_field};
 use crate::state::AppState;
@@ -154,6 +155,6 @@ pub async fn revoke(
             })
         })
         .await?;
-    state.identity().api_key_changed(&revoked).await;
+    state.changed(Change::ApiKey { id: revoked }).await;
     Ok(StatusCode::NO_CONTENT)
 }

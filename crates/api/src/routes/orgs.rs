@@ -2,6 +2,7 @@
 //! event commit in one transaction.
 
 use crate::auth::{Caller, ClientFacts, RequirePermission, perm};
+use crate::cache_sync::Change;
 use crate::error::ApiError;
 use crate::json::{ValidJson, invalid_field};
 use crate::state::AppState;
@@ -99,7 +100,9 @@ pub async fn create(
             })
         })
         .await?;
-    state.identity().membership_changed(org.id, user).await;
+    state
+        .changed(Change::Membership { org: org.id, user })
+        .await;
     Ok((StatusCode::CREATED, Json(org)))
 }
 
@@ -250,8 +253,10 @@ pub async fn change_role(
         })
         .await?;
     state
-        .identity()
-        .membership_changed(ctx.org_id(), target)
+        .changed(Change::Membership {
+            org: ctx.org_id(),
+            user: target,
+        })
         .await;
     Ok(Json(json!({ "user_id": target, "role": req.role })))
 }
@@ -298,8 +303,10 @@ pub async fn remove_member(
         })
         .await?;
     state
-        .identity()
-        .membership_changed(ctx.org_id(), target)
+        .changed(Change::Membership {
+            org: ctx.org_id(),
+            user: target,
+        })
         .await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -501,6 +508,11 @@ pub async fn accept_invitation(
             })
         })
         .await?;
-    state.identity().membership_changed(org_id, user_id).await;
+    state
+        .changed(Change::Membership {
+            org: org_id,
+            user: user_id,
+        })
+        .await;
     Ok(Json(json!({ "org_id": org_id, "role": role })))
 }
