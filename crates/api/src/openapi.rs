@@ -348,7 +348,8 @@ pub struct Liveness {
 pub struct Readiness {
     #[schema(example = "ready")]
     pub status: String,
-    /// `database` (and `redis` when configured): status, latency, pool.
+    /// `database` (and `redis` when configured): status, latency, pool; under `redis`,
+    /// `invalidations`: whether this node receives the other nodes' cache changes now.
     #[schema(value_type = Option<Object>)]
     pub checks: Option<serde_json::Value>,
 }

@@ -121,6 +121,11 @@ impl AppState {
         self.inner.heard.load(Ordering::SeqCst)
     }
 
+    /// With Redis: whether this node receives the other nodes' changes now.
+    pub fn follows_other_nodes(&self) -> Option<bool> {
+        self.inner.announcer.bus().map(|bus| bus.is_subscribed())
+    }
+
     /// Drop what `change` makes stale from this node's caches.
     async fn forget(&self, change: &Change) {
         let inner = &self.inner;

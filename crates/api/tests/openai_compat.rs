@@ -515,6 +515,12 @@ async fn with_redis_a_key_revoked_on_one_node_is_refused_by_the_others_once_anno
     }
     let err = openai_error(chat(&b, &key, ask("hi")).await, 401).await;
     assert_eq!(err["code"], "api_key_revoked");
+    // Readiness tells an operator that this node follows the others' changes.
+    let ready: Value = b.get("/health/ready").await.json().await.unwrap();
+    assert_eq!(
+        ready["checks"]["redis"]["invalidations"],
+        json!({ "subscribed": true, "heard": b.state.changes_heard() })
+    );
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@
 
 use crate::redis_conn::RedisConn;
 use futures::StreamExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -74,6 +75,8 @@ struct Inner {
     /// A subscription needs a connection of its own (in subscribed mode it takes no
     /// ordinary commands).
     client: redis::Client,
+    /// A subscription stands now.
+    subscribed: AtomicBool,
     last_warn: Mutex<Option<Instant>>,
 }
 
@@ -87,6 +90,7 @@ impl InvalidationBus {
                 channel: format!("{key_prefix}invalidate"),
                 conn,
                 client,
+                subscribed: AtomicBool::new(false),
                 last_warn: Mutex::new(None),
             }),
         }
@@ -134,13 +138,19 @@ impl InvalidationBus {
         rx
     }
 
+    /// Whether other nodes' changes are being received now (for readiness).
+    pub fn is_subscribed(&self) -> bool {
+        self.inner.subscribed.load(Ordering::SeqCst)
+    }
+
     async fn listen(self, tx: mpsc::Sender<BusEvent>) {
         let cfg = &self.inner.cfg;
         loop {
             let lost = tokio::select! {
                 lost = self.listen_once(&tx) => lost,
-                _ = tx.closed() => return,
+                _ = tx.closed() => Lost::ReceiverGone,
             };
+            self.inner.subscribed.store(false, Ordering::SeqCst);
             match lost {
                 Lost::ReceiverGone => return,
                 Lost::Connection(error) => {
@@ -176,6 +186,7 @@ impl InvalidationBus {
             Err(_) => return Lost::Connection("subscribing timed out".into()),
         };
         metrics::gauge!("assay_redis_up", "facility" => "invalidation").set(1.0);
+        inner.subscribed.store(true, Ordering::SeqCst);
         if tx.send(BusEvent::Resubscribed).await.is_err() {
             return Lost::ReceiverGone;
         }
@@ -303,14 +314,19 @@ mod tests {
         let relay = Relay::start(&url).await;
         let publisher = bus(&url, &prefix).await;
         let through_relay = bus(&relay.url(), &prefix).await;
+        assert!(!through_relay.is_subscribed());
         let mut rx = through_relay.subscribe();
         assert_eq!(next(&mut rx).await, BusEvent::Resubscribed);
+        assert!(through_relay.is_subscribed());
 
         relay.cut();
         // Published while the subscriber is cut off: it cannot arrive...
         assert!(publisher.publish("missed").await);
         // ...and a node cut off from Redis cannot announce its own changes either.
         assert!(!through_relay.publish("unannounced").await);
+        while through_relay.is_subscribed() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         relay.restore();
         // Instead the subscriber is told it subscribed again (and drops everything), then
         // hears what comes next.

@@ -77,6 +77,14 @@ pub async fn ready(State(state): State<AppState>) -> Response {
                 json!({ "status": "degraded", "note": "Redis is unreachable; limits and cache are in-process until it returns" })
             }
         };
+        if let Some(following) = state.follows_other_nodes() {
+            // Not subscribed: other nodes' changes reach this node's caches only when the
+            // entries expire (seconds) until the subscription is back.
+            checks["redis"]["invalidations"] = json!({
+                "subscribed": following,
+                "heard": state.changes_heard(),
+            });
+        }
     }
     checks["ai"] = ai_check(&state);
     let status = if db_ok {
