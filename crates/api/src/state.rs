@@ -11,7 +11,7 @@ use assay_infra::invalidation::{BusEvent, InvalidationBus};
 use assay_infra::redis_conn::RedisConn;
 use assay_store::Db;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -31,10 +31,20 @@ struct Inner {
     announcer: Announcer,
     /// Changes announced by other nodes and applied here.
     heard: AtomicU64,
+    /// The task applying them, stopped with the state (which ends the subscription).
+    follower: OnceLock<tokio::task::AbortHandle>,
     config: Arc<Config>,
     draining: AtomicBool,
     /// Keeps the bookkeeping thread running as long as the state lives.
     _bookkeeping: Bookkeeping,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(follower) = self.follower.get() {
+            follower.abort();
+        }
+    }
 }
 
 impl AppState {
@@ -72,6 +82,7 @@ impl AppState {
                 redis,
                 announcer,
                 heard: AtomicU64::new(0),
+                follower: OnceLock::new(),
                 config,
                 draining: AtomicBool::new(false),
                 _bookkeeping: bookkeeping,
@@ -89,7 +100,7 @@ impl AppState {
         };
         let mut events = bus.subscribe();
         let state: Weak<Inner> = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
+        let follower = tokio::spawn(async move {
             while let Some(event) = events.recv().await {
                 let Some(inner) = state.upgrade() else { return };
                 let state = AppState { inner };
@@ -104,6 +115,7 @@ impl AppState {
                 }
             }
         });
+        let _ = self.inner.follower.set(follower.abort_handle());
     }
 
     /// Something cached on the request path changed (call after the commit): drop it on

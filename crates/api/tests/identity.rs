@@ -771,3 +771,55 @@ async fn admins_cannot_grant_ownership_and_the_refusal_is_audited() {
     assert_eq!(invite_owner.status(), 403);
     assert_eq!(count_events(&app, "permission.denied").await, 2);
 }
+
+/// A node's subscription to the other nodes' cache changes ends with the node, so an
+/// embedder that starts and stops apps does not pile up Redis subscriptions.
+#[tokio::test]
+async fn a_stopped_node_leaves_the_invalidation_channel() {
+    let Some(redis) = assay_store::testing::service_url("ASSAY_TEST_REDIS_URL") else {
+        return;
+    };
+    let prefix = format!("assay-test-{}:", uuid::Uuid::new_v4().simple());
+    let channel = format!("{prefix}invalidate");
+    let (r, p) = (redis.clone(), prefix.clone());
+    let mut app = TestApp::builder()
+        .config(move |c| {
+            c.redis.url = Some(r);
+            c.redis.key_prefix = p;
+        })
+        .spawn()
+        .await;
+    let mut conn = redis::Client::open(redis.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut subscribers = async move || -> i64 {
+        let (_, n): (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        n
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while subscribers().await != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node never subscribed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    app.begin_shutdown();
+    app.stopped().await.unwrap();
+    drop(app);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while subscribers().await != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stopped node is still subscribed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
