@@ -22,6 +22,8 @@ pub enum Change {
     Membership { org: OrgId, user: UserId },
     /// An account's state changed (active or not, profile).
     User { user: UserId },
+    /// An organisation's own details changed (its name, shown in every member's profile).
+    Organisation { org: OrgId },
     /// An organisation's adopted frameworks or control states changed.
     Posture { org: OrgId },
     /// An organisation's AI settings changed.
@@ -99,6 +101,7 @@ mod tests {
             Change::User {
                 user: UserId::new(),
             },
+            Change::Organisation { org },
             Change::Posture { org },
             Change::AiSettings { org },
             Change::Catalogue { org: Some(org) },

@@ -261,6 +261,13 @@ impl Identity {
         self.profiles.invalidate(&user).await;
     }
 
+    /// Forget the cached profiles after an organisation's details changed: they list it
+    /// under each member, and profiles are kept per person, so all are dropped (renames
+    /// are rare; the next `/me` of each person reads the store once).
+    pub fn organisation_changed(&self) {
+        self.profiles.invalidate_all();
+    }
+
     /// Forget every cached credential, membership and account state (changes made on
     /// other nodes may have been missed).
     pub fn forget_everything(&self) {

@@ -147,6 +147,7 @@ impl AppState {
                 inner.identity.membership_changed(*org, *user).await;
             }
             Change::User { user } => inner.identity.user_changed(*user).await,
+            Change::Organisation { .. } => inner.identity.organisation_changed(),
             Change::Posture { org } => inner.posture.invalidate(*org).await,
             Change::AiSettings { org } => inner.ai_pipeline.settings_changed(*org).await,
             Change::Catalogue { org } => inner.catalogues.invalidate(*org).await,

@@ -823,3 +823,27 @@ async fn a_stopped_node_leaves_the_invalidation_channel() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// `/me` is served from a per-node cache of each person's profile, which lists their
+/// organisations by name: a rename shows there at once.
+#[tokio::test]
+async fn a_renamed_organisation_shows_in_the_profile_at_once() {
+    let app = TestApp::spawn().await;
+    let s = app.signup("rename@example.com", "Before").await;
+    let org_name = async || -> Value {
+        body(me(&app, &s.access).await).await["memberships"][0]["org"]["name"].clone()
+    };
+    assert_eq!(org_name().await, "Before"); // now cached
+    let res = app
+        .with_token(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{}", s.org_id),
+            &s.access,
+        )
+        .json(&json!({ "name": "After" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(org_name().await, "After");
+}

@@ -163,6 +163,7 @@ pub async fn rename(
             })
         })
         .await?;
+    state.changed(Change::Organisation { org: org.id }).await;
     Ok(Json(org))
 }
 
