@@ -329,6 +329,21 @@ async fn metrics_are_served_on_their_own_listener() {
     assert_eq!(server.terminate().code(), Some(0));
 }
 
+/// A small framework pack in Assay's own YAML format (two requirements).
+const ACME_PACK: &str = "format: assay.framework.v1
+framework:
+  key: acme-baseline
+  name: ACME Baseline
+  version: \"1.0\"
+  publisher: ACME
+  licence: { id: CC-BY-4.0, name: Creative Commons Attribution 4.0 }
+  provenance: { source: ACME baseline v1 }
+  description: A small baseline.
+requirements:
+  - { ref: AC, title: Access, description: Access control. }
+  - { ref: AC-1, parent: AC, title: MFA, description: Every sign-in uses MFA. }
+";
+
 #[tokio::test]
 async fn frameworks_import_and_list_use_the_configured_database() {
     use assay_store::repo::{imported_frameworks, organisations, users};
@@ -352,19 +367,7 @@ async fn frameworks_import_and_list_use_the_configured_database() {
         .await
         .unwrap();
     db.close().await;
-    let pack = "format: assay.framework.v1
-framework:
-  key: acme-baseline
-  name: ACME Baseline
-  version: \"1.0\"
-  publisher: ACME
-  licence: { id: CC-BY-4.0, name: Creative Commons Attribution 4.0 }
-  provenance: { source: ACME baseline v1 }
-  description: A small baseline.
-requirements:
-  - { ref: AC, title: Access, description: Access control. }
-  - { ref: AC-1, parent: AC, title: MFA, description: Every sign-in uses MFA. }
-";
+    let pack = ACME_PACK;
     std::fs::write(dir.path().join("acme.yaml"), pack).unwrap();
     std::fs::write(
         dir.path().join("broken.yaml"),
@@ -528,18 +531,7 @@ async fn a_cli_import_reaches_a_running_node_through_redis() {
 
     std::fs::write(
         dir.path().join("pack.yaml"),
-        "format: assay.framework.v1
-framework:
-  key: redis-baseline
-  name: Redis Baseline
-  version: \"1.0\"
-  publisher: ACME
-  licence: { id: CC-BY-4.0, name: Creative Commons Attribution 4.0 }
-  provenance: { source: ACME baseline v1 }
-  description: A small baseline.
-requirements:
-  - { ref: AC, title: Access, description: Access control. }
-",
+        ACME_PACK.replace("acme-baseline", "redis-baseline"),
     )
     .unwrap();
     let out = run(with_redis(assay(dir.path())).args(["frameworks", "import", "pack.yaml"]));
