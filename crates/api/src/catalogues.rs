@@ -7,8 +7,9 @@
 //! Views are built from the stored packs on first use and kept in memory (moka). An import
 //! or a deletion drops the affected views at once on this node and, with Redis, on the
 //! other nodes of a deployment when its announcement arrives ([`crate::cache_sync`]; the
-//! CLI's imports announce too); within [`VIEW_TTL`] in any case, and a key that is not found is looked up again in the
-//! database before a 404 (see [`Catalogues::refreshed_for_org`]). Organisations without
+//! CLI's imports announce too); within [`VIEW_TTL`] in any case, and a key that is not
+//! found is looked up again in the database before a 404 (see
+//! [`Catalogues::refreshed_for_org`]). Organisations without
 //! packs of their own share the platform view, so a view costs memory only where it differs.
 //!
 //! Importing and deleting packs also lives here, so the HTTP routes and the CLI run the same

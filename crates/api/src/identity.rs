@@ -25,7 +25,8 @@ use std::time::Duration;
 /// How long a membership or account state may be served from memory. A role change or a
 /// removal is seen at once on the node that made it (the entry is invalidated), and with
 /// Redis on every other node as soon as the announcement arrives ([`crate::cache_sync`]);
-/// this lifetime bounds it when an announcement is lost (or there is no Redis to carry it). Past half of it a request reads the entry again in the background
+/// this lifetime bounds it when an announcement is lost (or there is no Redis to carry
+/// it). Past half of it a request reads the entry again in the background
 /// ([`RefreshingCache`]), so requests do not wait for the store when an entry expires.
 const MEMBERSHIP_CACHE_TTL: Duration = Duration::from_secs(5);
 
@@ -44,8 +45,9 @@ pub struct Identity {
     profiles: Cache<UserId, axum::body::Bytes>,
     /// API key credentials by key id (`None`: no such key), same lifetime as the membership
     /// cache: a revocation applies at once on the node that made it, on the other nodes when
-    /// its announcement arrives, and within [`MEMBERSHIP_CACHE_TTL`] in any case. Without it every API-key request read the store (on SQLite
-    /// that capped `/v1/chat/completions` near 1,000 req/s).
+    /// its announcement arrives, and within [`MEMBERSHIP_CACHE_TTL`] in any case. Without
+    /// it every API-key request read the store (on SQLite that capped
+    /// `/v1/chat/completions` near 1,000 req/s).
     api_keys: RefreshingCache<String, Option<Arc<CachedApiKey>>>,
 }
 
