@@ -11,7 +11,7 @@
 //! - Errors: every error on these routes — the handler's, the extractors', the rate limiter's
 //!   — leaves as OpenAI's `{"error":{"message","type","param","code"}}` ([`openai_errors`]),
 //!   and so does any error for a path under `/v1/` that no route handled: unknown path,
-//!   wrong method, body too large ([`UnderV1`]). The SDKs then raise their
+//!   wrong method, body too large (`UnderV1`). The SDKs then raise their
 //!   typed exceptions. A stream that fails after it started ends with one such body as a
 //!   `data:` event and no `[DONE]`. `code` carries Assay's stable code
 //!   (`ai_rate_limited`, `ai_blocked`, `forbidden`...), except where OpenAI clients look for
@@ -164,7 +164,7 @@ impl IntoResponse for OpenAiError {
 
 /// Route layer for the `/v1` routes: any error in Assay's shape (from an extractor or the
 /// rate limiter) is re-rendered in OpenAI's, keeping status and headers. The errors that
-/// happen outside these routes are [`UnderV1`]'s.
+/// happen outside these routes are `UnderV1`'s.
 pub async fn openai_errors(req: Request, next: Next) -> Response {
     in_openai_shape(next.run(req).await, None)
 }
