@@ -203,7 +203,7 @@ pub fn finish_of(s: &str) -> FinishReason {
 /// Typed first: serde reads the few fields used straight into strings and numbers, skipping
 /// the rest, with no `Value` tree of the body. A body whose fields have unusual types
 /// (content as parts, a number where a string belongs...) fails that strict reading and is
-/// read again by [`parse_completion_loose`], so the answer is the same either way (a
+/// read again by `parse_completion_loose`, so the answer is the same either way (a
 /// property test holds the two readings together).
 pub fn parse_completion(body: &[u8]) -> Result<Completion, AiError> {
     #[derive(Deserialize)]
@@ -246,7 +246,7 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, AiError> {
 ///
 /// Typed first, as [`parse_completion`] (one chunk arrives per token or so, so a `Value`
 /// tree each was most of a streamed answer's parsing); unusual shapes go to
-/// [`parse_chunk_loose`].
+/// `parse_chunk_loose`.
 pub fn parse_chunk(data: &str) -> Result<Option<Vec<StreamEvent>>, AiError> {
     #[derive(Deserialize)]
     struct Choice {

@@ -48,7 +48,7 @@ fn i64_of(n: u64) -> i64 {
 /// the whole batch failed, and lost it, above ~1,560 records. 256 rows are 5,376 values.
 const INSERT_CHUNK: usize = 256;
 
-/// Insert a batch (a statement per [`INSERT_CHUNK`] rows, one per organisation and month
+/// Insert a batch (a statement per `INSERT_CHUNK` rows, one per organisation and month
 /// for the monthly totals); run it in a transaction so rows and totals agree. Re-inserting
 /// a record already stored (same id: a retried batch) is ignored and not added to the
 /// totals, so a retry never double-counts spend. Returns how many records were new.
