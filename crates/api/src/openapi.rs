@@ -349,7 +349,8 @@ pub struct Readiness {
     #[schema(example = "ready")]
     pub status: String,
     /// `database` (and `redis` when configured): status, latency, pool; under `redis`,
-    /// `invalidations`: whether this node receives the other nodes' cache changes now.
+    /// `invalidations`: whether this node receives the other nodes' cache changes now, how
+    /// many it applied, and how often it dropped its caches on (re)subscribing.
     #[schema(value_type = Option<Object>)]
     pub checks: Option<serde_json::Value>,
 }

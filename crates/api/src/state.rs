@@ -31,6 +31,8 @@ struct Inner {
     announcer: Announcer,
     /// Changes announced by other nodes and applied here.
     heard: AtomicU64,
+    /// Times this node dropped every cached entry because it (re)subscribed.
+    resyncs: AtomicU64,
     /// The task applying them, stopped with the state (which ends the subscription).
     follower: OnceLock<tokio::task::AbortHandle>,
     config: Arc<Config>,
@@ -82,6 +84,7 @@ impl AppState {
                 redis,
                 announcer,
                 heard: AtomicU64::new(0),
+                resyncs: AtomicU64::new(0),
                 follower: OnceLock::new(),
                 config,
                 draining: AtomicBool::new(false),
@@ -111,7 +114,10 @@ impl AppState {
                             state.inner.heard.fetch_add(1, Ordering::SeqCst);
                         }
                     }
-                    BusEvent::Resubscribed => state.forget_everything().await,
+                    BusEvent::Resubscribed => {
+                        state.forget_everything().await;
+                        state.inner.resyncs.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
             }
         });
@@ -131,6 +137,12 @@ impl AppState {
     /// How many changes announced by other nodes this node has applied (diagnostics, tests).
     pub fn changes_heard(&self) -> u64 {
         self.inner.heard.load(Ordering::SeqCst)
+    }
+
+    /// How many times this node dropped every cached entry on (re)subscribing: once at
+    /// start, then once per lost subscription (diagnostics, tests).
+    pub fn cache_resyncs(&self) -> u64 {
+        self.inner.resyncs.load(Ordering::SeqCst)
     }
 
     /// With Redis: whether this node receives the other nodes' changes now.

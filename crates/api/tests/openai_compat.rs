@@ -519,8 +519,65 @@ async fn with_redis_a_key_revoked_on_one_node_is_refused_by_the_others_once_anno
     let ready: Value = b.get("/health/ready").await.json().await.unwrap();
     assert_eq!(
         ready["checks"]["redis"]["invalidations"],
-        json!({ "subscribed": true, "heard": b.state.changes_heard() })
+        json!({ "subscribed": true, "heard": b.state.changes_heard(), "resyncs": 1 })
     );
+}
+
+/// Pub/sub delivers only to connected subscribers: a node whose subscription was cut misses
+/// the announcements made meanwhile, so when it subscribes again it drops everything it
+/// cached — a key revoked while it was cut off is refused as soon as it is back.
+#[tokio::test]
+async fn with_redis_a_node_that_missed_announcements_drops_its_caches_on_resubscribing() {
+    let Some(redis) = assay_store::testing::service_url("ASSAY_TEST_REDIS_URL") else {
+        return;
+    };
+    let proxy = support::CuttableProxy::to_url(&redis).await;
+    let prefix = format!("assay-test-{}:", uuid::Uuid::new_v4().simple());
+    let (p1, p2) = (prefix.clone(), prefix);
+    let mock = mock().await;
+    let a = app_with(&mock, move |c| {
+        c.redis.url = Some(redis);
+        c.redis.key_prefix = p1;
+    })
+    .await;
+    let via_proxy = format!("redis://{}/", proxy.addr);
+    let b = builder_with(&mock, move |c| {
+        c.redis.url = Some(via_proxy);
+        c.redis.key_prefix = p2;
+    })
+    .database_of(&a)
+    .spawn()
+    .await;
+    let until = async |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    until("b never subscribed", &|| b.state.cache_resyncs() == 1).await;
+    let owner = a.signup("resync@example.com", "Resync").await;
+    let (key, id) = api_key(&a, &owner, &["ai"]).await;
+    assert_eq!(chat(&b, &key, ask("hi")).await.status(), 200); // now cached on b
+
+    proxy.cut();
+    until("b did not notice the cut", &|| {
+        b.state.follows_other_nodes() == Some(false)
+    })
+    .await;
+    revoke_key(&a, &owner, &id).await; // announced while b cannot hear it
+    proxy.restore();
+    until("b did not subscribe again", &|| {
+        b.state.cache_resyncs() == 2
+    })
+    .await;
+    assert_eq!(
+        b.state.changes_heard(),
+        0,
+        "b heard the revocation after all"
+    );
+    let err = openai_error(chat(&b, &key, ask("hi")).await, 401).await;
+    assert_eq!(err["code"], "api_key_revoked");
 }
 
 #[tokio::test]

@@ -83,6 +83,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             checks["redis"]["invalidations"] = json!({
                 "subscribed": following,
                 "heard": state.changes_heard(),
+                "resyncs": state.cache_resyncs(),
             });
         }
     }
