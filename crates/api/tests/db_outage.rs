@@ -7,10 +7,10 @@
 
 mod support;
 
+use assay_store::testing::CuttableProxy;
 use assay_store::testing::{create_postgres_database, drop_postgres_database, service_url};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use support::{CuttableProxy, TestApp};
+use support::TestApp;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_database_and_recovers_without_restart() {
@@ -19,22 +19,13 @@ async fn readiness_follows_the_database_and_recovers_without_restart() {
     };
     let (settings, name) = create_postgres_database(&admin_url).await;
     let real = assay_store::testing::expose_for_tests(&settings.url);
-    let parsed = url::Url::parse(&real).unwrap();
-    let upstream: SocketAddr =
-        tokio::net::lookup_host((parsed.host_str().unwrap(), parsed.port().unwrap_or(5432)))
-            .await
-            .unwrap()
-            .next()
-            .unwrap();
-    let proxy = CuttableProxy::start(upstream).await;
-    let mut via_proxy = parsed.clone();
-    via_proxy.set_host(Some("127.0.0.1")).unwrap();
-    via_proxy.set_port(Some(proxy.addr.port())).unwrap();
+    let proxy = CuttableProxy::to_url(&real).await;
+    let via_proxy = proxy.url(&real);
 
     let app = TestApp::builder()
         .sqlite() // the builder's own database is replaced by the proxied one below
         .config(move |c| {
-            c.database.url = via_proxy.to_string();
+            c.database.url = via_proxy;
             c.database.acquire_timeout_secs = 1;
         })
         .spawn()

@@ -531,7 +531,8 @@ async fn with_redis_a_node_that_missed_announcements_drops_its_caches_on_resubsc
     let Some(redis) = assay_store::testing::service_url("ASSAY_TEST_REDIS_URL") else {
         return;
     };
-    let proxy = support::CuttableProxy::to_url(&redis).await;
+    let proxy = assay_store::testing::CuttableProxy::to_url(&redis).await;
+    let via_proxy = proxy.url(&redis);
     let prefix = format!("assay-test-{}:", uuid::Uuid::new_v4().simple());
     let (p1, p2) = (prefix.clone(), prefix);
     let mock = mock().await;
@@ -540,7 +541,6 @@ async fn with_redis_a_node_that_missed_announcements_drops_its_caches_on_resubsc
         c.redis.key_prefix = p1;
     })
     .await;
-    let via_proxy = format!("redis://{}/", proxy.addr);
     let b = builder_with(&mock, move |c| {
         c.redis.url = Some(via_proxy);
         c.redis.key_prefix = p2;

@@ -336,8 +336,7 @@ impl RedisLayer {
 mod tests {
     use super::*;
     use crate::rate_limit::tests::redis_url;
-    use std::net::SocketAddr;
-    use tokio::net::{TcpListener, TcpStream};
+    use assay_store::testing::CuttableProxy;
 
     fn cfg(name: &'static str) -> CacheConfig {
         CacheConfig {
@@ -421,61 +420,11 @@ mod tests {
         assert_eq!(a.stats().l2_errors + b.stats().l2_errors, 0);
     }
 
-    /// A TCP relay to Redis that the test can cut and restore, to play a Redis outage
-    /// without stopping the shared server.
-    struct Relay {
-        addr: SocketAddr,
-        up: Arc<AtomicBool>,
-        conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-    }
-
-    impl Relay {
-        async fn start(target: SocketAddr) -> Self {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let up = Arc::new(AtomicBool::new(true));
-            let conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-            let (up2, conns2) = (up.clone(), conns.clone());
-            tokio::spawn(async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
-                    if !up2.load(Ordering::SeqCst) {
-                        continue; // dropped: connection refused in effect
-                    }
-                    let h = tokio::spawn(async move {
-                        if let Ok(mut out) = TcpStream::connect(target).await {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                        }
-                    });
-                    conns2.lock().unwrap().push(h);
-                }
-            });
-            Self { addr, up, conns }
-        }
-
-        fn cut(&self) {
-            self.up.store(false, Ordering::SeqCst);
-            for h in self.conns.lock().unwrap().drain(..) {
-                h.abort();
-            }
-        }
-
-        fn restore(&self) {
-            self.up.store(true, Ordering::SeqCst);
-        }
-    }
-
     #[tokio::test]
     async fn redis_outage_serves_from_memory_and_recovers() {
         let Some(url) = redis_url() else { return };
-        let parsed = url::Url::parse(&url).unwrap();
-        let target: SocketAddr =
-            tokio::net::lookup_host((parsed.host_str().unwrap(), parsed.port().unwrap_or(6379)))
-                .await
-                .unwrap()
-                .next()
-                .unwrap();
-        let relay = Relay::start(target).await;
-        let relay_url = format!("redis://{}/", relay.addr);
+        let relay = CuttableProxy::to_url(&url).await;
+        let relay_url = relay.url(&url);
         let prefix = unique_prefix("outage");
         let conn =
             TieredCache::lazy_redis_connection(&relay_url, Duration::from_millis(300)).unwrap();

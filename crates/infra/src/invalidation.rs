@@ -255,7 +255,8 @@ fn count(direction: &'static str, outcome: &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rate_limit::tests::{Relay, connect, redis_url, unique_prefix};
+    use crate::rate_limit::tests::{connect, redis_url, unique_prefix};
+    use assay_store::testing::CuttableProxy;
 
     fn quick() -> BusConfig {
         BusConfig {
@@ -311,9 +312,9 @@ mod tests {
     async fn a_lost_subscription_comes_back_and_says_so() {
         let Some(url) = redis_url() else { return };
         let prefix = unique_prefix("bus-cut");
-        let relay = Relay::start(&url).await;
+        let relay = CuttableProxy::to_url(&url).await;
         let publisher = bus(&url, &prefix).await;
-        let through_relay = bus(&relay.url(), &prefix).await;
+        let through_relay = bus(&relay.url(&url), &prefix).await;
         assert!(!through_relay.is_subscribed());
         let mut rx = through_relay.subscribe();
         assert_eq!(next(&mut rx).await, BusEvent::Resubscribed);

@@ -676,9 +676,7 @@ mod redis_link {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::net::SocketAddr;
-    use std::sync::atomic::AtomicBool;
-    use tokio::net::{TcpListener, TcpStream};
+    use assay_store::testing::CuttableProxy;
 
     fn n(v: u32) -> NonZeroU32 {
         NonZeroU32::new(v).unwrap()
@@ -992,69 +990,16 @@ pub(crate) mod tests {
         }
     }
 
-    /// A TCP relay to Redis that a test can cut and restore, to play an outage without
-    /// stopping the shared server.
-    pub(crate) struct Relay {
-        pub(crate) addr: SocketAddr,
-        up: Arc<AtomicBool>,
-        conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-    }
-
-    impl Relay {
-        pub(crate) async fn start(redis_url: &str) -> Self {
-            let parsed = url::Url::parse(redis_url).unwrap();
-            let target: SocketAddr = tokio::net::lookup_host((
-                parsed.host_str().unwrap(),
-                parsed.port().unwrap_or(6379),
-            ))
-            .await
-            .unwrap()
-            .next()
-            .unwrap();
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let up = Arc::new(AtomicBool::new(true));
-            let conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-            let (up2, conns2) = (up.clone(), conns.clone());
-            tokio::spawn(async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
-                    if !up2.load(Ordering::SeqCst) {
-                        continue;
-                    }
-                    let h = tokio::spawn(async move {
-                        if let Ok(mut out) = TcpStream::connect(target).await {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                        }
-                    });
-                    conns2.lock().unwrap().push(h);
-                }
-            });
-            Self { addr, up, conns }
-        }
-
-        pub(crate) fn url(&self) -> String {
-            format!("redis://{}/", self.addr)
-        }
-
-        pub(crate) fn cut(&self) {
-            self.up.store(false, Ordering::SeqCst);
-            for h in self.conns.lock().unwrap().drain(..) {
-                h.abort();
-            }
-        }
-
-        pub(crate) fn restore(&self) {
-            self.up.store(true, Ordering::SeqCst);
-        }
-    }
-
     #[tokio::test]
     async fn redis_outage_falls_back_in_process_and_recovers() {
         let Some(url) = redis_url() else { return };
-        let relay = Relay::start(&url).await;
+        let relay = CuttableProxy::to_url(&url).await;
         let prefix = unique_prefix("rl-outage");
-        let limiter =
-            RateLimiter::with_redis(redis_cfg("outage"), connect(&relay.url()).await, &prefix);
+        let limiter = RateLimiter::with_redis(
+            redis_cfg("outage"),
+            connect(&relay.url(&url)).await,
+            &prefix,
+        );
         let quota = Quota::per_hour(n(3));
         assert!(limiter.check("k", quota).await.allowed);
         assert!(limiter.redis_healthy());

@@ -375,7 +375,8 @@ impl RedisRevocations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rate_limit::tests::{Relay, connect, pttl, redis_url, unique_prefix};
+    use crate::rate_limit::tests::{connect, pttl, redis_url, unique_prefix};
+    use assay_store::testing::CuttableProxy;
 
     fn token<'a>(
         jti: &'a str,
@@ -479,9 +480,9 @@ mod tests {
     #[tokio::test]
     async fn redis_outage_keeps_local_revocations_and_replays_them() {
         let Some(url) = redis_url() else { return };
-        let relay = Relay::start(&url).await;
+        let relay = CuttableProxy::to_url(&url).await;
         let prefix = unique_prefix("revocation-outage");
-        let a = RevocationStore::with_redis(cfg(), connect(&relay.url()).await, &prefix);
+        let a = RevocationStore::with_redis(cfg(), connect(&relay.url(&url)).await, &prefix);
         let b = RevocationStore::with_redis(cfg(), connect(&url).await, &prefix);
         let user = UserId::new();
         let t = token("during-outage", user, SystemTime::now(), None);

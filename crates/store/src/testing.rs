@@ -1,10 +1,16 @@
 //! Fresh, isolated databases for tests: a temporary SQLite file always, and a uniquely
 //! named PostgreSQL database (created, migrated, dropped afterwards) when
 //! `ASSAY_TEST_POSTGRES_URL` points at a server. With `ASSAY_TEST_REQUIRE_SERVICES=1`
-//! (as in CI) a missing PostgreSQL fails the test instead of skipping it.
+//! (as in CI) a missing PostgreSQL fails the test instead of skipping it. Also
+//! [`CuttableProxy`], to play an outage of a shared service for one test only.
 
 use crate::{DatabaseUrl, Db, DbSettings};
 use sea_orm::sqlx::{Connection, Executor, PgConnection};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 /// The URL of a test service from `var`, or `None` to skip. Panics when services are
 /// required (`ASSAY_TEST_REQUIRE_SERVICES=1`) and the variable is missing, so CI never
@@ -136,4 +142,83 @@ impl Drop for TestDb {
 /// The URL of a test database with its password, for tests that configure an app with it.
 pub fn expose_for_tests(url: &DatabaseUrl) -> String {
     url.expose()
+}
+
+/// A TCP proxy in front of a shared service (PostgreSQL, Redis) that a test can cut —
+/// closing every live connection and refusing new ones — and restore, so one app sees an
+/// outage while the server other tests use keeps running.
+pub struct CuttableProxy {
+    addr: SocketAddr,
+    open: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl CuttableProxy {
+    /// A proxy to `upstream`, listening on a free port of 127.0.0.1.
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (open2, links2) = (open.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !open2.load(Ordering::SeqCst) {
+                    drop(client); // refused: the "server" is down
+                    continue;
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                links2.lock().unwrap().push(link);
+            }
+        });
+        Self { addr, open, links }
+    }
+
+    /// A proxy to the host and port of a service URL (`postgres://…`, `redis://…`).
+    pub async fn to_url(url: &str) -> Self {
+        let parsed = url::Url::parse(url).unwrap();
+        let default_port = match parsed.scheme() {
+            "redis" | "rediss" => 6379,
+            _ => 5432,
+        };
+        let upstream = tokio::net::lookup_host((
+            parsed.host_str().unwrap(),
+            parsed.port().unwrap_or(default_port),
+        ))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+        Self::start(upstream).await
+    }
+
+    /// Where the proxy listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `url` (of the proxied service) with its host and port replaced by the proxy's.
+    pub fn url(&self, url: &str) -> String {
+        let mut via = url::Url::parse(url).unwrap();
+        via.set_host(Some("127.0.0.1")).unwrap();
+        via.set_port(Some(self.addr.port())).unwrap();
+        via.to_string()
+    }
+
+    /// Close every live connection and refuse new ones.
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Accept and relay connections again.
+    pub fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
 }

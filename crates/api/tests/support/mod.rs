@@ -12,9 +12,6 @@ use assay_store::testing::{
 };
 use axum::Router;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -241,60 +238,4 @@ pub async fn call(
     let res = req.send().await.expect("request");
     let status = res.status().as_u16();
     (status, res.json().await.unwrap_or(serde_json::Value::Null))
-}
-
-/// A TCP proxy a test can cut (closing every live connection and refusing new ones) and
-/// restore, to play an outage of a shared service (PostgreSQL, Redis) for one app only.
-pub struct CuttableProxy {
-    pub addr: SocketAddr,
-    open: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl CuttableProxy {
-    /// A proxy to the host and port of `url` (a service URL such as `redis://…`).
-    pub async fn to_url(url: &str) -> Self {
-        let parsed = url::Url::parse(url).unwrap();
-        let port = parsed.port_or_known_default().unwrap_or(6379);
-        let upstream = tokio::net::lookup_host((parsed.host_str().unwrap(), port))
-            .await
-            .unwrap()
-            .next()
-            .unwrap();
-        Self::start(upstream).await
-    }
-
-    pub async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let open = Arc::new(AtomicBool::new(true));
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (open2, links2) = (open.clone(), links.clone());
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !open2.load(Ordering::SeqCst) {
-                    drop(client); // refused: the "server" is down
-                    continue;
-                }
-                let link = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                links2.lock().unwrap().push(link);
-            }
-        });
-        Self { addr, open, links }
-    }
-
-    pub fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        for link in self.links.lock().unwrap().drain(..) {
-            link.abort();
-        }
-    }
-
-    pub fn restore(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
 }
