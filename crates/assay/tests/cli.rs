@@ -496,31 +496,26 @@ async fn a_cli_import_reaches_a_running_node_through_redis() {
     let mut server = Server::start(with_redis(assay(dir.path())));
     server.wait_ready().await;
     let client = reqwest::Client::new();
-    let registered: serde_json::Value = client
-        .post(server.url("/api/v1/auth/register"))
-        .json(&serde_json::json!({
+    let json_of = async |req: reqwest::RequestBuilder| -> serde_json::Value {
+        req.send().await.unwrap().json().await.unwrap()
+    };
+    let registered = json_of(client.post(server.url("/api/v1/auth/register")).json(
+        &serde_json::json!({
             "email": "cli-redis@example.com",
             "password": "correct-horse-battery-staple-42",
             "name": "CLI",
             "org_name": "Cli Redis",
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        }),
+    ))
+    .await;
     let token = registered["access_token"].as_str().unwrap().to_owned();
     let listed = || async {
-        let page: serde_json::Value = client
-            .get(server.url("/api/v1/frameworks"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = json_of(
+            client
+                .get(server.url("/api/v1/frameworks"))
+                .bearer_auth(&token),
+        )
+        .await;
         page["items"]
             .as_array()
             .unwrap()

@@ -179,6 +179,7 @@ impl InvalidationBus {
             sink.subscribe(&inner.channel).await?;
             Ok::<_, redis::RedisError>((sink, stream))
         };
+        // Connecting and subscribing get as long as a PING may take to be answered.
         let (mut sink, mut stream) = match tokio::time::timeout(inner.cfg.ping_every, connect).await
         {
             Ok(Ok(parts)) => parts,
