@@ -4,8 +4,8 @@
 use assay_core::{OrgCtx, Role};
 use assay_store::repo::audit::{self, Actor, AuditFilter, NewAuditEvent};
 use assay_store::repo::{
-    ai_usage, api_keys, imported_frameworks, invitations, login_failures, memberships,
-    organisations, posture, sessions, users,
+    ai_safety_reviews, ai_settings, ai_usage, api_keys, imported_frameworks, invitations,
+    login_failures, memberships, organisations, posture, sessions, users,
 };
 use assay_store::testing::TestDb;
 use assay_store::{Backend, Db, DbSettings, StoreError};
@@ -56,6 +56,8 @@ on_both_backends!(
     readiness_snapshots_keep_one_daily_per_day_and_history_in_order,
     imported_frameworks_are_org_scoped_with_keys_unique_across_scopes,
     imported_framework_key_races_admit_one_import,
+    ai_safety_reviews_are_per_organisation_and_resolve_once,
+    ai_settings_keep_pii_restoration,
 );
 
 async fn signup(db: &Db, email: &str, org: &str) -> (users::User, organisations::Organisation) {
@@ -1401,4 +1403,80 @@ async fn readiness_snapshots_keep_one_daily_per_day_and_history_in_order(t: Test
             .is_empty()
     );
     assert!(snapshots::latest(c, &other_ctx).await.unwrap().is_none());
+}
+
+async fn ai_safety_reviews_are_per_organisation_and_resolve_once(t: TestDb) {
+    use ai_safety_reviews::{NewReview, Resolved, ReviewStatus};
+    let (user, a) = signup(&t.db, "escalated@example.com", "Escalating").await;
+    let (other, b) = signup(&t.db, "other@example.com", "Other").await;
+    let ctx_a = OrgCtx::for_verified_member(a.id, user.id, Role::Owner);
+    let ctx_b = OrgCtx::for_verified_member(b.id, other.id, Role::Owner);
+    let rules = vec!["disallowed.self_harm".to_owned()];
+    let review = ai_safety_reviews::insert(
+        t.db.primary(),
+        &ctx_a,
+        &NewReview {
+            actor: &Actor::User(user.id),
+            task: "chat",
+            direction: "input",
+            rules: &rules,
+            resource: Some(("conversation", "c-1")),
+            request_id: Some("req-1"),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(review.status, ReviewStatus::Open);
+    assert_eq!(review.rules, rules);
+    assert_eq!(review.resource_id.as_deref(), Some("c-1"));
+
+    // Another organisation neither lists nor resolves it.
+    let db = t.db.primary();
+    assert!(
+        ai_safety_reviews::list(db, &ctx_b, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let outsider = Actor::User(other.id);
+    let res = ai_safety_reviews::resolve(db, &ctx_b, review.id, &outsider, "x").await;
+    assert_eq!(res.unwrap(), Resolved::NotFound);
+    let open = ai_safety_reviews::list(db, &ctx_a, Some(ReviewStatus::Open), 10).await;
+    assert_eq!(open.unwrap(), vec![review.clone()]);
+
+    let admin = Actor::User(user.id);
+    let res = ai_safety_reviews::resolve(db, &ctx_a, review.id, &admin, "called them").await;
+    let Resolved::Now(done) = res.unwrap() else {
+        panic!("the first resolution should succeed");
+    };
+    assert_eq!(done.status, ReviewStatus::Resolved);
+    assert_eq!(done.resolution.as_deref(), Some("called them"));
+    assert_eq!(done.resolver_type.as_deref(), Some("user"));
+    assert!(done.resolved_at.is_some());
+    // A second resolution changes nothing.
+    let again = ai_safety_reviews::resolve(db, &ctx_a, review.id, &admin, "again").await;
+    assert_eq!(again.unwrap(), Resolved::Already(done.clone()));
+    let open = ai_safety_reviews::list(db, &ctx_a, Some(ReviewStatus::Open), 10).await;
+    assert!(open.unwrap().is_empty());
+    let all = ai_safety_reviews::list(db, &ctx_a, None, 10).await;
+    assert_eq!(all.unwrap(), vec![done]);
+}
+
+async fn ai_settings_keep_pii_restoration(t: TestDb) {
+    let (user, org) = signup(&t.db, "restore@example.com", "Restoring").await;
+    let ctx = OrgCtx::for_verified_member(org.id, user.id, Role::Owner);
+    let db = t.db.primary();
+    assert!(!ai_settings::get(db, &ctx).await.unwrap().restore_pii);
+    let new = ai_settings::AiSettings {
+        restore_pii: true,
+        ..Default::default()
+    };
+    assert!(ai_settings::put(db, &ctx, &new).await.unwrap().restore_pii);
+    // Claiming the budget warning keeps it.
+    assert!(
+        ai_settings::claim_budget_warning(db, &ctx, "2026-12")
+            .await
+            .unwrap()
+    );
+    assert!(ai_settings::get(db, &ctx).await.unwrap().restore_pii);
 }

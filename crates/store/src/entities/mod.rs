@@ -3,6 +3,7 @@
 
 pub mod ai_conversation;
 pub mod ai_message;
+pub mod ai_safety_review;
 pub mod ai_usage;
 pub mod api_key;
 pub mod assessment;

@@ -9,6 +9,7 @@ pub struct Model {
     pub store_prompts: bool,
     pub safety_profile: String,
     pub budget_warned_month: Option<String>,
+    pub restore_pii: bool,
     pub updated_at: DateTimeUtc,
 }
 

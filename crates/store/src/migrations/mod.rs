@@ -14,6 +14,8 @@ mod m0006_assessments_and_snapshots;
 mod m0007_ai_conversations;
 mod m0008_evidence_classifications;
 mod m0009_ai_spend_months;
+mod m0010_ai_safety_reviews;
+mod m0011_ai_restore_pii;
 
 use crate::db::Db;
 use crate::error::StoreError;
@@ -34,6 +36,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_ai_conversations::Migration),
             Box::new(m0008_evidence_classifications::Migration),
             Box::new(m0009_ai_spend_months::Migration),
+            Box::new(m0010_ai_safety_reviews::Migration),
+            Box::new(m0011_ai_restore_pii::Migration),
         ]
     }
 }

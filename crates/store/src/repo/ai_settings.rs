@@ -1,6 +1,6 @@
 //! An organisation's AI settings: its monthly budget (or the deployment default), whether
-//! prompts may be kept in the audit log, its safety profile, and the month its budget
-//! warning was last given. An organisation without a row has the defaults.
+//! prompts may be kept in the audit log, its safety profile, whether the caller's personal
+//! data is put back into answers, and the month its budget warning was last given. An organisation without a row has the defaults.
 
 use crate::entities::org_ai_settings as settings;
 use crate::error::StoreError;
@@ -15,6 +15,8 @@ pub struct AiSettings {
     pub store_prompts: bool,
     /// `permissive`, `standard` or `strict` (checked by the API, which knows the profiles).
     pub safety_profile: String,
+    /// Put the caller's own personal data back where the answer repeats its placeholder.
+    pub restore_pii: bool,
     pub budget_warned_month: Option<String>,
 }
 
@@ -24,6 +26,7 @@ impl Default for AiSettings {
             monthly_budget_usd: None,
             store_prompts: false,
             safety_profile: "standard".into(),
+            restore_pii: false,
             budget_warned_month: None,
         }
     }
@@ -34,6 +37,7 @@ fn from_model(m: settings::Model) -> AiSettings {
         monthly_budget_usd: m.monthly_budget_usd,
         store_prompts: m.store_prompts,
         safety_profile: m.safety_profile,
+        restore_pii: m.restore_pii,
         budget_warned_month: m.budget_warned_month,
     }
 }
@@ -47,7 +51,8 @@ pub async fn get(conn: &impl ConnectionTrait, ctx: &OrgCtx) -> Result<AiSettings
         .unwrap_or_default())
 }
 
-/// Store budget, prompt storage and safety profile (the warning month is kept).
+/// Store budget, prompt storage, safety profile and PII restoration (the warning month is
+/// kept).
 pub async fn put(
     conn: &impl ConnectionTrait,
     ctx: &OrgCtx,
@@ -58,6 +63,7 @@ pub async fn put(
         monthly_budget_usd: Set(new.monthly_budget_usd),
         store_prompts: Set(new.store_prompts),
         safety_profile: Set(new.safety_profile.clone()),
+        restore_pii: Set(new.restore_pii),
         budget_warned_month: Set(None),
         updated_at: Set(super::now()),
     })
@@ -67,6 +73,7 @@ pub async fn put(
                 settings::Column::MonthlyBudgetUsd,
                 settings::Column::StorePrompts,
                 settings::Column::SafetyProfile,
+                settings::Column::RestorePii,
                 settings::Column::UpdatedAt,
             ])
             .to_owned(),
@@ -89,6 +96,7 @@ pub async fn claim_budget_warning(
         monthly_budget_usd: Set(None),
         store_prompts: Set(false),
         safety_profile: Set("standard".into()),
+        restore_pii: Set(false),
         budget_warned_month: Set(None),
         updated_at: Set(super::now()),
     })

@@ -33,7 +33,9 @@ pub enum Actor {
 }
 
 impl Actor {
-    fn parts(&self) -> (&'static str, Option<String>) {
+    /// (`user` / `api_key` / `system` / `anonymous`, the id where there is one): how every
+    /// table that names who did something stores it.
+    pub(crate) fn parts(&self) -> (&'static str, Option<String>) {
         match self {
             Actor::User(id) => ("user", Some(id.to_string())),
             Actor::ApiKey(id) => ("api_key", Some(id.clone())),

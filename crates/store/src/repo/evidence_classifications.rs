@@ -81,15 +81,6 @@ pub struct Classification {
     pub created_at: DateTime<Utc>,
 }
 
-fn actor_parts(actor: &Actor) -> (&'static str, Option<String>) {
-    match actor {
-        Actor::User(id) => ("user", Some(id.to_string())),
-        Actor::ApiKey(id) => ("api_key", Some(id.clone())),
-        Actor::System => ("system", None),
-        Actor::Anonymous => ("anonymous", None),
-    }
-}
-
 fn from_row(m: row::Model) -> Result<Classification, StoreError> {
     let controls: Vec<String> = serde_json::from_str(&m.controls)
         .map_err(|e| StoreError::Corrupt(format!("evidence classification controls: {e}")))?;
@@ -118,7 +109,7 @@ pub async fn insert(
     ctx: &OrgCtx,
     new: &NewClassification<'_>,
 ) -> Result<Classification, StoreError> {
-    let (actor_type, actor_id) = actor_parts(new.actor);
+    let (actor_type, actor_id) = new.actor.parts();
     let model = row::Model {
         id: Uuid::now_v7(),
         org_id: ctx.org_id().0,

@@ -4,6 +4,7 @@
 //! part of every such query, never left to the caller.
 
 pub mod ai_conversations;
+pub mod ai_safety_reviews;
 pub mod ai_settings;
 pub mod ai_usage;
 pub mod api_keys;
