@@ -11,7 +11,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use regex::Regex;
 
 pub(crate) struct SecretRules {
-    shaped: Vec<(Rule, Regex)>,
+    shaped: Vec<(Rule, Regex, Edges)>,
     /// Literals of which every match of a rule contains one: for each of `shaped` in
     /// order, then the JWT and the private-key rules. A rule none of whose literals
     /// occur in a text cannot match it and is not run.
@@ -34,6 +34,18 @@ pub(crate) struct SecretRules {
 
 const B: &str = r"(?-u:\b)";
 
+/// What keeps a shaped rule from matching a piece of a longer token.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Edges {
+    /// `\b` at both ends of the pattern: the key is letters, digits and `_`, which `\b`
+    /// counts as one word.
+    Pattern,
+    /// The key may hold `-`, which `\b` takes for an edge: the match must be
+    /// [`standalone`] in its run of `[A-Za-z0-9_-]`, checked in code as the regex crate
+    /// has no look-around.
+    Run,
+}
+
 /// base64url as used by JWTs, with or without padding.
 pub(crate) const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::URL_SAFE,
@@ -48,32 +60,38 @@ impl SecretRules {
                 re(&format!(
                     r"{B}(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)[A-Z0-9]{{16}}{B}"
                 )),
+                Edges::Pattern,
             ),
             (
                 Rule::SecretGithubToken,
                 re(&format!(
                     r"{B}(?:gh[pousr]_[A-Za-z0-9]{{36,251}}|github_pat_[A-Za-z0-9_]{{22,250}}){B}"
                 )),
+                Edges::Pattern,
             ),
             (
                 Rule::SecretOpenaiKey,
                 re(&format!(
                     r"{B}sk-(?:(?:proj|svcacct|admin)-)?[A-Za-z0-9_-]{{20,250}}"
                 )),
+                Edges::Run,
             ),
             (
                 Rule::SecretGoogleApiKey,
                 re(&format!(r"{B}AIza[0-9A-Za-z_-]{{35}}")),
+                Edges::Run,
             ),
             (
                 Rule::SecretSlackToken,
                 re(&format!(r"{B}xox[baprs]-[0-9A-Za-z-]{{10,250}}")),
+                Edges::Run,
             ),
             (
                 Rule::SecretStripeKey,
                 re(&format!(
                     r"{B}(?:(?:sk|rk)_(?:live|test)|pk_live)_[0-9A-Za-z]{{10,247}}{B}"
                 )),
+                Edges::Pattern,
             ),
         ];
         // One list per rule, in the order of `shaped`, then JWT, then PEM.
@@ -143,8 +161,13 @@ impl SecretRules {
         // A rule whose literals are absent searches an empty text instead (none of them
         // matches the empty string), which keeps the loops below as they were.
         let gated = |i: usize| if present & (1 << i) != 0 { text } else { "" };
-        for (i, (rule, regex)) in self.shaped.iter().enumerate() {
+        for (i, (rule, regex, edges)) in self.shaped.iter().enumerate() {
+            // A rejected match hides no other: all its bytes are of the run and it starts
+            // with a letter, so a match starting inside it would be rejected too.
             for m in regex.find_iter(gated(i)) {
+                if *edges == Edges::Run && !standalone(text, m.start(), m.end()) {
+                    continue;
+                }
                 if *rule == Rule::SecretOpenaiKey && !looks_random(m.as_str()) {
                     continue;
                 }
@@ -233,6 +256,21 @@ impl SecretRules {
         }
         open
     }
+}
+
+/// Whether `text[start..end]` is a whole run of `[A-Za-z0-9_-]` rather than a piece of a
+/// longer one: no such byte follows it, and none precedes it but a `-` that itself starts
+/// the run (a diff's line marker, an option's dash).
+fn standalone(text: &str, start: usize, end: usize) -> bool {
+    let in_run = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    let b = text.as_bytes();
+    let before = |n: usize| start.checked_sub(n).map(|i| b[i]);
+    let glued_before = match before(1) {
+        None => false,
+        Some(b'-') => before(2).is_some_and(in_run),
+        Some(c) => in_run(c),
+    };
+    !glued_before && !b.get(end).copied().is_some_and(in_run)
 }
 
 /// Real keys mix letters and digits; `sk-this-is-a-long-name` does not.
@@ -350,6 +388,92 @@ mod tests {
             "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
         );
         lacks("pk_test_TYooMQauvdEDq54NiTphI7jx", Rule::SecretStripeKey);
+    }
+
+    /// The spans of `rule` found in `text`.
+    fn spans(text: &str, rule: Rule) -> Vec<(usize, usize)> {
+        crate::Scanner::shared()
+            .scan(text)
+            .into_iter()
+            .filter(|f| f.rule == rule)
+            .map(|f| (f.span.start, f.span.end))
+            .collect()
+    }
+
+    const GOOGLE_KEY: &str = "AIzaSyA1234567890abcdefghijklmnopqrstuv";
+
+    #[test]
+    fn google_api_key_is_found_with_its_exact_span() {
+        for (before, after) in [
+            ("", ""),
+            ("key=", ""),
+            ("key=", "&libraries=places"),
+            ("\"", "\","),
+            ("(", ")."),
+            ("use ", " here"),
+            ("use ", "\n"),
+            ("use ", "\tnext"),
+            ("use ", "; then"),
+            ("use ", "."),
+            ("use ", "/path"),
+            // A removed line in a diff: the `-` marks the line, it does not join a token.
+            ("-", "\n+AIza"),
+        ] {
+            let text = format!("{before}{GOOGLE_KEY}{after}");
+            let start = before.len();
+            assert_eq!(
+                spans(&text, Rule::SecretGoogleApiKey),
+                vec![(start, start + GOOGLE_KEY.len())],
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn google_api_key_prefix_inside_a_longer_token_is_not_a_key() {
+        for text in [
+            format!("{GOOGLE_KEY}w"),
+            format!("{GOOGLE_KEY}0 trailing"),
+            format!("{GOOGLE_KEY}_suffix"),
+            format!("{GOOGLE_KEY}-suffix"),
+            format!("{GOOGLE_KEY}{GOOGLE_KEY}"),
+            format!("id: prefix-{GOOGLE_KEY}"),
+            format!("id: prefix_{GOOGLE_KEY}"),
+            format!("x--{GOOGLE_KEY}"),
+        ] {
+            lacks(&text, Rule::SecretGoogleApiKey);
+        }
+        // Two keys with a separator are two keys.
+        let two = format!("{GOOGLE_KEY},{GOOGLE_KEY}");
+        assert_eq!(
+            spans(&two, Rule::SecretGoogleApiKey),
+            vec![(0, 39), (40, 79)]
+        );
+    }
+
+    #[test]
+    fn openai_and_slack_tokens_inside_longer_tokens_are_not_keys() {
+        let openai = "sk-proj-Abc123Def456Ghi789Jkl012Mno345";
+        has(&format!("\"{openai}\"."), Rule::SecretOpenaiKey, openai);
+        has(&format!("-{openai}\n"), Rule::SecretOpenaiKey, openai);
+        lacks(
+            &format!("signature: Qx7dLk2-{openai}"),
+            Rule::SecretOpenaiKey,
+        );
+        // Longer than any key of the format: the first 250 characters are not flagged.
+        let long = format!("sk-{}", "Ab1".repeat(100));
+        lacks(&format!("{long} end"), Rule::SecretOpenaiKey);
+        let longest = format!("sk-{}", "Ab1".repeat(83));
+        has(&format!("{longest} end"), Rule::SecretOpenaiKey, &longest);
+
+        let slack = "xoxb-123456789012-abcdefABCDEF";
+        has(&format!("token: {slack}."), Rule::SecretSlackToken, slack);
+        lacks(&format!("{slack}_backup"), Rule::SecretSlackToken);
+        lacks(&format!("build-{slack}"), Rule::SecretSlackToken);
+        lacks(
+            &format!("xoxb-{}", "1234567890".repeat(26)),
+            Rule::SecretSlackToken,
+        );
     }
 
     #[test]
