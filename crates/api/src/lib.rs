@@ -442,6 +442,14 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
             get(routes::ai::get_settings).put(routes::ai::put_settings),
         )
         .route(
+            "/api/v1/orgs/{org_id}/ai/safety-reviews",
+            get(routes::ai::list_safety_reviews),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/ai/safety-reviews/{review_id}/resolve",
+            post(routes::ai::resolve_safety_review),
+        )
+        .route(
             "/api/v1/orgs/{org_id}/ai/conversations",
             get(routes::ai::list_conversations).post(routes::ai::create_conversation),
         )

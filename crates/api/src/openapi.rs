@@ -90,6 +90,8 @@ use uuid::Uuid;
         crate::routes::openai_compat::list_models,
         crate::routes::ai::get_settings,
         crate::routes::ai::put_settings,
+        crate::routes::ai::list_safety_reviews,
+        crate::routes::ai::resolve_safety_review,
         crate::routes::ai::create_conversation,
         crate::routes::ai::list_conversations,
         crate::routes::ai::get_conversation,

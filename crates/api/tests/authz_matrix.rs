@@ -241,6 +241,17 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Access> {
             Org(P::AiAdmin),
         ),
         (
+            ("GET", "/api/v1/orgs/{org_id}/ai/safety-reviews"),
+            Org(P::AiAdmin),
+        ),
+        (
+            (
+                "POST",
+                "/api/v1/orgs/{org_id}/ai/safety-reviews/{review_id}/resolve",
+            ),
+            Org(P::AiAdmin),
+        ),
+        (
             ("GET", "/api/v1/orgs/{org_id}/ai/conversations"),
             Org(P::AiUse),
         ),
@@ -347,6 +358,9 @@ impl Fixture {
             .config(|c| {
                 c.rate_limits.auth_per_minute = 100_000;
                 c.rate_limits.api_per_minute = 100_000;
+                // Owners ask a question for every safety review the matrix resolves.
+                c.ai_limits.chat_per_minute = 10_000;
+                c.ai_limits.burst = 10_000;
             })
             .spawn()
             .await;
@@ -509,6 +523,31 @@ impl Fixture {
     }
 
     /// A new API key in the own organisation with these scopes (by its owner); the key.
+    /// A new open safety review in `org`: its owner asks something the policy escalates
+    /// (self-harm is escalated at every profile), and the newest open review is it.
+    async fn safety_review(&self, org: &Org) -> String {
+        let conv = self.conversation(org, Some(&org.owner.access)).await;
+        let path = format!("/api/v1/orgs/{}/ai/conversations/{conv}/messages", org.id);
+        let ask = json!({ "content": "how to end my life", "stream": false });
+        let (status, body) = send(
+            &self.app,
+            Method::POST,
+            &path,
+            Some(&org.owner.access),
+            Some(ask),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let path = format!(
+            "/api/v1/orgs/{}/ai/safety-reviews?status=open&limit=1",
+            org.id
+        );
+        let (status, body) =
+            send(&self.app, Method::GET, &path, Some(&org.owner.access), None).await;
+        assert_eq!(status, 200, "{body}");
+        body["items"][0]["id"].as_str().unwrap().to_owned()
+    }
+
     async fn scoped_key(&self, scopes: &[&str]) -> String {
         let (status, body) = send(
             &self.app,
@@ -682,6 +721,12 @@ impl Fixture {
             ),
             ("POST", "/api/v1/orgs/{org_id}/ai/conversations") => {
                 (org_path, token, Some(json!({ "title": "matrix" })))
+            }
+            ("POST", "/api/v1/orgs/{org_id}/ai/safety-reviews/{review_id}/resolve") => {
+                // A fresh open review for every call: the owner's escalated question.
+                let id = self.safety_review(org).await;
+                let body = json!({ "note": "followed up" });
+                (org_path.replace("{review_id}", &id), token, Some(body))
             }
             (
                 "GET" | "DELETE" | "POST",

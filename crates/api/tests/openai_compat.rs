@@ -1060,3 +1060,58 @@ async fn a_secret_split_across_chunks_ends_the_stream_with_ai_blocked() {
     let event = audited_call(&app, &owner, "ai_blocked").await;
     assert_eq!(event["outcome"], "denied", "{event}");
 }
+
+/// `features.ai = false` switches every AI call off, in OpenAI's shape on `/v1` and in
+/// Assay's on the assistant: `ai_disabled` (403), and nothing reaches the provider.
+#[tokio::test]
+async fn ai_switched_off_refuses_every_call_and_sends_nothing() {
+    let mock = mock().await;
+    let app = app_with(&mock, |c| c.features.ai = false).await;
+    let s = app.signup("ai-off@example.com", "AI Off Org").await;
+    let (key, _) = api_key(&app, &s, &["ai"]).await;
+
+    let err = openai_error(chat(&app, &key, ask("Summarise ISO 27001 A.5")).await, 403).await;
+    assert_eq!(err["code"], "ai_disabled");
+    let mut streamed = ask("Summarise ISO 27001 A.5");
+    streamed["stream"] = json!(true);
+    let err = openai_error(chat(&app, &key, streamed).await, 403).await;
+    assert_eq!(err["code"], "ai_disabled");
+    let models = app
+        .with_token(Method::GET, "/v1/models", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(openai_error(models, 403).await["code"], "ai_disabled");
+
+    // The assistant: the conversation can be made (it is data), the question is refused.
+    let res = app
+        .with_token(
+            Method::POST,
+            &format!("/api/v1/orgs/{}/ai/conversations", s.org_id),
+            &s.access,
+        )
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let conv: Value = res.json().await.unwrap();
+    let res = app
+        .with_token(
+            Method::POST,
+            &format!(
+                "/api/v1/orgs/{}/ai/conversations/{}/messages",
+                s.org_id,
+                conv["conversation"]["id"].as_str().unwrap()
+            ),
+            &s.access,
+        )
+        .json(&json!({ "content": "What is A.5?", "stream": false }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "ai_disabled", "{body}");
+    assert_eq!(mock.control.request_count(), 0);
+}

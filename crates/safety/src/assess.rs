@@ -170,14 +170,20 @@ pub(crate) fn judge(
 impl Scanner {
     /// Scan `text` and decide what to do with it under `policy`.
     pub fn assess(&self, text: &str, policy: &Policy, direction: Direction) -> Assessment {
+        self.assess_with(text, policy, direction, &mut Placeholders::default())
+    }
+
+    /// [`Self::assess`] numbering placeholders in `placeholders`, shared with the other
+    /// texts of the same exchange (so a value keeps its placeholder across messages).
+    pub fn assess_with(
+        &self,
+        text: &str,
+        policy: &Policy,
+        direction: Direction,
+        placeholders: &mut Placeholders,
+    ) -> Assessment {
         let findings = self.scan(text);
-        let (decision, _) = judge(
-            text,
-            &findings,
-            policy,
-            direction,
-            &mut Placeholders::default(),
-        );
+        let (decision, _) = judge(text, &findings, policy, direction, placeholders);
         Assessment {
             decision,
             profile: policy.profile,

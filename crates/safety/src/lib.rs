@@ -103,7 +103,7 @@ pub use detect::encoded::EncodedThresholds;
 pub use error::SafetyError;
 pub use finding::{Finding, Span};
 pub use policy::{Action, Direction, Policy, Profile, action_for};
-pub use redact::{Redaction, Replacement, RestorationMap};
+pub use redact::{Placeholders, Redaction, Replacement, RestorationMap, StreamRestorer};
 pub use rule::{Category, Rule, Severity};
 pub use scanner::{ScanOptions, Scanner};
 pub use stream::{StreamChunk, StreamConfig, StreamEnd, StreamScanner};

@@ -10,13 +10,52 @@ use std::fmt;
 /// Numbers placeholders per label; the same value always gets the same placeholder, so a
 /// model can still tell that two mentions are the same person. Values are remembered by
 /// hash only.
-#[derive(Default)]
-pub(crate) struct Placeholders {
+///
+/// One numbering can span several texts of one exchange ([`Scanner::assess_with`] for each
+/// message, then [`StreamScanner::with_placeholders`] for the answer), so `[EMAIL_1]` means
+/// one value throughout; [`Placeholders::after_those_in`] starts past the placeholders
+/// earlier turns already left in the texts.
+///
+/// [`Scanner::assess_with`]: crate::Scanner::assess_with
+/// [`StreamScanner::with_placeholders`]: crate::StreamScanner::with_placeholders
+#[derive(Clone, Default)]
+pub struct Placeholders {
     counters: HashMap<&'static str, usize>,
     seen: HashMap<[u8; 32], String>,
 }
 
+impl fmt::Debug for Placeholders {
+    /// The counters only: the hashes of values stay out of logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.counters.iter()).finish()
+    }
+}
+
 impl Placeholders {
+    /// A numbering whose new placeholders come after every `[LABEL_N]` already present in
+    /// `texts` (e.g. earlier turns of a conversation, stored redacted): a new value never
+    /// takes a number an older, different value has.
+    pub fn after_those_in<'a>(texts: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut out = Self::default();
+        for text in texts {
+            let mut rest = text;
+            while let Some(open) = rest.find('[') {
+                rest = &rest[open + 1..];
+                let Some(close) = rest.find(']').filter(|&c| c <= 40) else {
+                    continue;
+                };
+                if let Some((label, n)) = rest[..close].rsplit_once('_')
+                    && let Ok(n) = n.parse::<usize>()
+                    && let Some(label) = known_label(label)
+                {
+                    let at = out.counters.entry(label).or_insert(0);
+                    *at = (*at).max(n);
+                }
+            }
+        }
+        out
+    }
+
     fn placeholder(&mut self, label: &'static str, value: &str) -> String {
         let key: [u8; 32] = Sha256::new()
             .chain_update(label)
@@ -43,6 +82,14 @@ pub struct Replacement {
     pub span: Span,
     /// The placeholder written instead; empty when invisible characters were removed.
     pub placeholder: String,
+}
+
+/// The `'static` label equal to `label`, if it is one of the rules' placeholder labels.
+fn known_label(label: &str) -> Option<&'static str> {
+    Rule::ALL
+        .iter()
+        .filter_map(|r| r.placeholder_label())
+        .find(|l| *l == label)
 }
 
 /// Placeholder -> original value, for personal data only (never secrets). Its `Debug`
@@ -88,7 +135,8 @@ impl RestorationMap {
         }
     }
 
-    pub(crate) fn merge(&mut self, other: &RestorationMap) {
+    /// Add `other`'s entries (an entry already here wins).
+    pub fn merge(&mut self, other: &RestorationMap) {
         for (p, v) in &other.entries {
             self.insert(p, v);
         }
@@ -119,6 +167,52 @@ impl RestorationMap {
         }
         out.push_str(rest);
         out
+    }
+}
+
+/// The longest placeholder [`RestorationMap::restore`] recognises, in bytes.
+const MAX_PLACEHOLDER: usize = 41;
+
+impl RestorationMap {
+    /// Restore an answer that arrives in pieces: see [`StreamRestorer`].
+    pub fn into_stream(self) -> StreamRestorer {
+        StreamRestorer {
+            map: self,
+            held: String::new(),
+        }
+    }
+}
+
+/// [`RestorationMap::restore`] over a text that arrives in chunks: a tail that may be the
+/// start of a placeholder (an `[` with no `]` after it, at most 41 bytes back) is held
+/// until the next chunk, so the output equals restoring the whole text at once however it
+/// is cut.
+#[derive(Debug)]
+pub struct StreamRestorer {
+    map: RestorationMap,
+    held: String,
+}
+
+impl StreamRestorer {
+    /// Add a chunk; returns the restored text that can be released.
+    pub fn push(&mut self, chunk: &str) -> String {
+        self.held.push_str(chunk);
+        let cut = match self.held.rfind('[') {
+            Some(open)
+                if self.held.len() - open < MAX_PLACEHOLDER && !self.held[open..].contains(']') =>
+            {
+                open
+            }
+            _ => self.held.len(),
+        };
+        let ready: String = self.held.drain(..cut).collect();
+        self.map.restore(&ready)
+    }
+
+    /// Release whatever is still held.
+    pub fn finish(&mut self) -> String {
+        let rest = std::mem::take(&mut self.held);
+        self.map.restore(&rest)
     }
 }
 
@@ -194,6 +288,40 @@ mod tests {
         assert_eq!(p.placeholder("EMAIL", "c@d.io"), "[EMAIL_2]");
         assert_eq!(p.placeholder("EMAIL", "a@b.io"), "[EMAIL_1]");
         assert_eq!(p.placeholder("PHONE", "a@b.io"), "[PHONE_1]");
+    }
+
+    #[test]
+    fn numbering_continues_after_placeholders_already_in_the_texts() {
+        let mut p = Placeholders::after_those_in([
+            "earlier: [EMAIL_1] and [EMAIL_3], [PHONE_2]",
+            "[NOT_A_LABEL_9] [EMAIL_x] [CARD_1",
+        ]);
+        assert_eq!(p.placeholder("EMAIL", "new@b.io"), "[EMAIL_4]");
+        assert_eq!(p.placeholder("PHONE", "+44 20 7946 0000"), "[PHONE_3]");
+        assert_eq!(p.placeholder("CARD", "4111"), "[CARD_1]");
+        assert!(!format!("{p:?}").contains("new@b.io"));
+    }
+
+    #[test]
+    fn restoring_in_pieces_equals_restoring_the_whole() {
+        let mut m = RestorationMap::default();
+        m.insert("[EMAIL_1]", "jane@example.com");
+        m.insert("[PHONE_2]", "+44 20 7946 0000");
+        let answer =
+            "Hi [EMAIL_1]; [[EMAIL_1]] call [PHONE_2] or [PHONE_3] [x [ ]EMAIL_1] [EMAIL_1]";
+        let whole = m.restore(answer);
+        assert!(whole.contains("jane@example.com") && whole.contains("+44 20 7946 0000"));
+        let cuts: Vec<usize> = (0..=answer.len()).collect();
+        for &a in &cuts {
+            for &b in &cuts[a..] {
+                let mut r = m.clone().into_stream();
+                let mut out = r.push(&answer[..a]);
+                out.push_str(&r.push(&answer[a..b]));
+                out.push_str(&r.push(&answer[b..]));
+                out.push_str(&r.finish());
+                assert_eq!(out, whole, "cut at {a} and {b}");
+            }
+        }
     }
 
     #[test]

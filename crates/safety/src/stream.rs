@@ -13,7 +13,7 @@ use crate::assess::judge;
 use crate::error::SafetyError;
 use crate::finding::Finding;
 use crate::policy::{Action, Direction, Policy};
-use crate::redact::{Placeholders, Replacement, RestorationMap};
+use crate::redact::{Placeholders, Replacement, RestorationMap, StreamRestorer};
 use crate::rule::Rule;
 use crate::scanner::Scanner;
 
@@ -93,7 +93,7 @@ pub struct StreamScanner<'s> {
     base: usize,
     placeholders: Placeholders,
     restoration: RestorationMap,
-    restore_answer: Option<RestorationMap>,
+    restore_answer: Option<StreamRestorer>,
     findings: Vec<Finding>,
     action: Action,
     rules: Vec<(Action, Rule)>,
@@ -133,7 +133,15 @@ impl<'s> StreamScanner<'s> {
     /// Restoration happens after the answer's own scan, so restored values are not
     /// redacted again.
     pub fn restoring(mut self, map: RestorationMap) -> Self {
-        self.restore_answer = Some(map);
+        self.restore_answer = Some(map.into_stream());
+        self
+    }
+
+    /// Number the answer's placeholders after the input's (pass the numbering the input's
+    /// messages were assessed with): a value the caller sent keeps its placeholder, and a
+    /// new one in the answer never takes an input placeholder's number.
+    pub fn with_placeholders(mut self, placeholders: Placeholders) -> Self {
+        self.placeholders = placeholders;
         self
     }
 
@@ -255,8 +263,12 @@ impl<'s> StreamScanner<'s> {
             }
             _ => out.text = text.to_owned(),
         }
-        if let Some(map) = &self.restore_answer {
-            out.text = map.restore(&out.text);
+        if let Some(restorer) = self.restore_answer.as_mut() {
+            let mut text = restorer.push(&out.text);
+            if last {
+                text.push_str(&restorer.finish());
+            }
+            out.text = text;
         }
         self.keep_context(cut);
         out

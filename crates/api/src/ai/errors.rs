@@ -10,6 +10,7 @@
 //! | `ai_blocked` | 422 | `details.rules` (rule ids), `details.direction` (`input`, `output` or `provider`) |
 //! | `ai_unavailable` | 503 | no model could answer (and no offline answer); `Retry-After` when known |
 //! | `ai_invalid_output` | 502 | the model's answer failed validation |
+//! | `ai_disabled` | 403 | the deployment switched AI off (`features.ai = false`): nothing is sent anywhere |
 
 use crate::error::ApiError;
 use axum::http::{StatusCode, header};
@@ -176,6 +177,15 @@ impl AiApiError {
             .with_details(json!({ "reason": reason })),
             AiApiError::Api(e) => e.clone(),
         }
+    }
+
+    /// The deployment has AI switched off (`features.ai = false`).
+    pub fn disabled() -> Self {
+        AiApiError::Api(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "ai_disabled",
+            "AI features are switched off in this deployment (features.ai = false)",
+        ))
     }
 
     /// The JSON the SSE `error` event carries: code, message and details, no internals.

@@ -3,6 +3,8 @@
 //!
 //! In order, for [`AiPipeline::complete`] and [`AiPipeline::stream`]:
 //!
+//! 0. **Switched off?** With `features.ai = false` every call is `ai_disabled` (403) before
+//!    anything is counted, read or sent.
 //! 1. **Rate limits** per caller (user or API key) and task class, plus prompt tokens per
 //!    minute ([`super::limits`]) -> `ai_rate_limited` (429 + `Retry-After`).
 //! 2. **Monthly organisation budget** ([`super::budget`]) -> `ai_budget_exceeded` (402);
@@ -11,12 +13,20 @@
 //! 3. **Input safety** (`assay-safety`, the org's profile capped by the caller's role) on
 //!    every caller-supplied message: BLOCK -> `ai_blocked` (422) with the rule ids, never the
 //!    matched text, and nothing goes to a provider; MODIFY/ESCALATE -> the redacted text is
-//!    what the provider receives.
+//!    what the provider receives. A conversation's stored turns were judged when they were
+//!    written and go as stored ([`PipelineParams::history`]). Placeholders are numbered
+//!    across the whole exchange
+//!    (every message, and the answer after them), past any placeholder an earlier turn left
+//!    in the history, so `[EMAIL_1]` means one value throughout.
 //! 4. **Gateway** (`assay-ai`): cache, model selection, retries, breakers, offline fallback,
 //!    usage ledger. Failures -> `ai_unavailable` (503) or `ai_invalid_output` (502).
 //! 5. **Output safety**: complete answers are assessed whole; streamed answers go through a
 //!    `StreamScanner`, so PII split across chunks is redacted before any of it is sent.
 //!    A blocked answer -> `ai_blocked` (direction `output`).
+//!    **Escalations** (input or output): the call goes on, and a safety review is recorded
+//!    for the organisation's AI admins (`ai_safety_reviews`, audited as
+//!    `ai.safety.escalated` with the rule ids, never the text; metric
+//!    `assay_ai_safety_escalations_total`). See `GET .../ai/safety-reviews`.
 //! 6. Optional **output schema** check (a JSON Schema subset, see [`super::schema`]).
 //! 7. **Audit**: one `ai.call` event per call (who, task, model, tokens, cost, safety
 //!    decisions, cache hit, outcome), written off the request path. The prompt (as sent to
@@ -29,8 +39,12 @@
 //! `standard` — whatever its other scopes: a key is a program, and the safety caps must not
 //! depend on who happened to create it. Limits are per API key, like per user.
 //!
-//! PII placeholders are not restored in answers: the client sees `[EMAIL_1]` where the
-//! model referred to a redacted value.
+//! **PII restoration** (the organisation's `restore_pii` setting, off by default): where a
+//! chat answer repeats a placeholder of the caller's own personal data (`[EMAIL_1]`), the
+//! client sees the value it wrote; the provider never does, secrets are never restored, and
+//! stored conversation messages keep the placeholders (so the history a provider sees later
+//! has none of the values either). Structured answers keep their placeholders. Off, the
+//! client sees `[EMAIL_1]` where the model referred to a redacted value.
 
 use super::audit_queue::AuditQueue;
 use super::budget::{BudgetStatus, Budgets, Reservation, month_key};
@@ -44,8 +58,11 @@ use assay_config::{AiLimitsConfig, Config};
 use assay_core::{OrgCtx, OrgId, Role, UserId};
 use assay_infra::redis_conn::RedisConn;
 use assay_infra::refresh::RefreshingCache;
-use assay_safety::{Action, Direction, Policy, Profile, Scanner, StreamScanner};
+use assay_safety::{
+    Action, Direction, Placeholders, Policy, Profile, RestorationMap, Scanner, StreamScanner,
+};
 use assay_store::Db;
+use assay_store::repo::ai_safety_reviews::{self, NewReview};
 use assay_store::repo::ai_settings::{self, AiSettings};
 use assay_store::repo::audit::{Actor, AuditDetails, NewAuditEvent, Outcome};
 use futures::stream::BoxStream;
@@ -131,6 +148,13 @@ pub struct PipelineParams {
     pub output_schema: Option<Value>,
     /// Skip the cache lookup (the fresh answer is still cached).
     pub bypass_cache: bool,
+    /// How many of the leading messages are turns Assay stored itself (a conversation's
+    /// history): each was judged when it was written — a question as input, an answer as
+    /// output — and is stored as it was forwarded, so it goes to the provider as stored
+    /// and is not judged again (or one escalated answer would block, or re-escalate, every
+    /// later turn; a stricter profile applies from the next new message). Caller-supplied
+    /// messages (`/v1/chat/completions`) are never history.
+    pub history: usize,
     /// What the call is about, for the audit event (`("conversation", id)`).
     pub resource: Option<(String, String)>,
     /// A model the caller pinned (registry id or `offline`); `None` lets the gateway choose.
@@ -170,8 +194,13 @@ pub struct SafetySummary {
 /// A complete answer, already through output safety.
 #[derive(Clone, Debug, Serialize)]
 pub struct PipelineAnswer {
-    /// The answer as the client may see it (redacted where the policy said so).
+    /// The answer as the client may see it (redacted where the policy said so, with the
+    /// caller's personal data restored where the organisation asked for that).
     pub text: String,
+    /// The answer before personal data was restored, when any was: what to store, so
+    /// stored messages never hold values the provider was not given.
+    #[serde(skip)]
+    pub unrestored: Option<String>,
     /// The parsed JSON for structured tasks and calls with an output schema.
     pub json: Option<Value>,
     pub meta: AnswerMeta,
@@ -219,6 +248,8 @@ pub struct AiPipeline {
 }
 
 struct Inner {
+    /// `features.ai`: false refuses every call with `ai_disabled`.
+    enabled: bool,
     gateway: Gateway,
     db: Db,
     limits: AiLimits,
@@ -242,6 +273,11 @@ struct Prepared {
     reservation: Reservation,
     input: Action,
     input_rules: Vec<String>,
+    /// Placeholder numbering after the input's, for the answer's own redactions.
+    numbering: Placeholders,
+    /// The caller's personal data behind the input's placeholders, when the organisation
+    /// restores it in answers (and this task's answer is text).
+    restore: Option<RestorationMap>,
     prompt: Option<Vec<ChatMessage>>,
     last_input: Option<String>,
     schema: Option<Value>,
@@ -337,6 +373,7 @@ impl AiPipeline {
         let reuse = std::time::Duration::from_millis(config.ai_limits.spend_cache_ms);
         Self {
             inner: Arc::new(Inner {
+                enabled: config.features.ai,
                 gateway,
                 audit: AuditQueue::start(&bookkeeping.runtime, bookkeeping.db.clone(), 10_000),
                 db,
@@ -356,6 +393,11 @@ impl AiPipeline {
     pub async fn flush_bookkeeping(&self) {
         self.inner.audit.flush().await;
         self.inner.gateway.flush_usage().await;
+    }
+
+    /// False when the deployment switched AI off (`features.ai = false`).
+    pub fn enabled(&self) -> bool {
+        self.inner.enabled
     }
 
     pub fn limits(&self) -> &AiLimits {
@@ -453,6 +495,9 @@ impl Inner {
         messages: Vec<ChatMessage>,
         params: PipelineParams,
     ) -> Result<Prepared, AiApiError> {
+        if !self.enabled {
+            return Err(AiApiError::disabled());
+        }
         let started = Instant::now();
         // The bookkeeping thread runs below request handling; if the CPU has been saturated
         // long enough for its queues to fill half-way, calls wait here (and the CPU they leave
@@ -503,11 +548,17 @@ impl Inner {
         }
 
         let profile = settings.safety_profile.parse().unwrap_or_default();
-        let policy = Policy::for_role(profile, caller.role);
+        let restore =
+            settings.restore_pii && !task.is_structured() && params.output_schema.is_none();
+        let policy = Policy::for_role(profile, caller.role).with_restore_pii(restore);
         let scanner = Scanner::shared();
         let mut input = Action::Allow;
         let mut input_rules: Vec<String> = Vec::new();
+        let mut escalated: Vec<String> = Vec::new();
         let mut blocked: Vec<String> = Vec::new();
+        let mut numbering =
+            Placeholders::after_those_in(messages.iter().map(|m| m.content.as_str()));
+        let mut restoration = restore.then(RestorationMap::default);
         let mut forwarded = Vec::with_capacity(messages.len() + 2);
         if let Some(system) = &params.system {
             forwarded.push(ChatMessage::system(system.clone()));
@@ -515,8 +566,12 @@ impl Inner {
         if let Some(schema) = &params.output_schema {
             forwarded.push(ChatMessage::system(schema::instruction(schema)));
         }
-        for m in messages {
-            let a = scanner.assess(&m.content, &policy, Direction::Input);
+        for (i, m) in messages.into_iter().enumerate() {
+            if i < params.history {
+                forwarded.push(m);
+                continue;
+            }
+            let a = scanner.assess_with(&m.content, &policy, Direction::Input, &mut numbering);
             let action = a.action();
             input = input.max(action);
             let rules = rule_ids(a.rules());
@@ -524,8 +579,14 @@ impl Inner {
                 blocked.extend(rules);
                 continue;
             }
+            if action == Action::Escalate {
+                escalated.extend(rules.iter().cloned());
+            }
             if action != Action::Allow {
                 input_rules.extend(rules);
+            }
+            if let (Some(all), Some(map)) = (restoration.as_mut(), a.restoration()) {
+                all.merge(map);
             }
             let content = match a.forwarded(&m.content) {
                 Some(t) => t.into_owned(),
@@ -559,6 +620,16 @@ impl Inner {
         }
         input_rules.sort();
         input_rules.dedup();
+        if !escalated.is_empty() {
+            escalated.sort();
+            escalated.dedup();
+            let resource = params
+                .resource
+                .as_ref()
+                .map(|(k, id)| (k.as_str(), id.as_str()));
+            self.escalate(caller, task, Direction::Input, &escalated, resource)
+                .await;
+        }
 
         let mut request = AiRequest::new(&ctx, task, forwarded);
         request.params = params.generation;
@@ -586,12 +657,73 @@ impl Inner {
             reservation,
             input,
             input_rules,
+            numbering,
+            restore: restoration.filter(|m| !m.is_empty()),
             prompt,
             last_input,
             schema: params.output_schema,
             resource: params.resource,
             started,
         })
+    }
+
+    /// Record a safety review for an escalated call (and audit it, in one transaction). A
+    /// failure to record is logged and counted, never the caller's error: an escalation is
+    /// exactly when the person should get an answer.
+    async fn escalate(
+        &self,
+        caller: &AiCaller,
+        task: TaskKind,
+        direction: Direction,
+        rules: &[String],
+        resource: Option<(&str, &str)>,
+    ) {
+        let direction = match direction {
+            Direction::Input => "input",
+            Direction::Output => "output",
+        };
+        let ctx = caller.ctx();
+        let actor = caller.actor();
+        let request_id = caller.facts.request_id.clone();
+        let rules = rules.to_vec();
+        let resource = resource.map(|(k, id)| (k.to_owned(), id.to_owned()));
+        let mut ev = caller.event("ai.safety.escalated");
+        let res = self
+            .db
+            .write(move |txn| {
+                Box::pin(async move {
+                    let review = ai_safety_reviews::insert(
+                        txn,
+                        &ctx,
+                        &NewReview {
+                            actor: &actor,
+                            task: task.as_str(),
+                            direction,
+                            rules: &rules,
+                            resource: resource.as_ref().map(|(k, id)| (k.as_str(), id.as_str())),
+                            request_id: request_id.as_deref(),
+                        },
+                    )
+                    .await?;
+                    ev = ev.resource("ai_safety_review", review.id);
+                    ev.details = json!({
+                        "task": task.as_str(),
+                        "direction": direction,
+                        "rules": rules,
+                        "about": resource.as_ref().map(|(k, id)| json!({ "type": k, "id": id })),
+                    })
+                    .into();
+                    assay_store::repo::audit::append(txn, ev).await?;
+                    Ok(())
+                })
+            })
+            .await;
+        let outcome = if res.is_ok() { "recorded" } else { "failed" };
+        metrics::counter!("assay_ai_safety_escalations_total", "direction" => direction, "outcome" => outcome)
+            .increment(1);
+        if let Err(e) = res {
+            tracing::error!(error = %e, direction, "could not record an AI safety escalation for review");
+        }
     }
 
     async fn org_settings(&self, ctx: &OrgCtx) -> Result<AiSettings, AiApiError> {
@@ -668,7 +800,9 @@ impl Inner {
         };
         let meta = answer_meta(&resp.meta);
         let scanner = Scanner::shared();
-        let assessed = scanner.assess(&resp.text, &p.policy, Direction::Output);
+        let mut numbering = p.numbering.clone();
+        let assessed =
+            scanner.assess_with(&resp.text, &p.policy, Direction::Output, &mut numbering);
         let output = assessed.action();
         let output_rules = rule_ids(assessed.rules());
         if output == Action::Block {
@@ -691,6 +825,17 @@ impl Inner {
             .forwarded(&resp.text)
             .map(|t| t.into_owned())
             .unwrap_or_default();
+        if output == Action::Escalate {
+            let resource = p.resource.as_ref().map(|(k, id)| (k.as_str(), id.as_str()));
+            self.escalate(
+                caller,
+                p.request.task,
+                Direction::Output,
+                &output_rules,
+                resource,
+            )
+            .await;
+        }
         // Structured answers: redact inside the parsed value so it stays valid JSON.
         let mut json = resp.json;
         if let Some(schema_value) = &p.schema {
@@ -739,9 +884,21 @@ impl Inner {
         };
         let budget = p.budget;
         let prompt = p.last_input.clone();
+        let (text, unrestored) = match &p.restore {
+            Some(map) => {
+                let restored = map.restore(&text);
+                if restored == text {
+                    (text, None)
+                } else {
+                    (restored, Some(text))
+                }
+            }
+            None => (text, None),
+        };
         self.end(caller, p, "ok", Some(&meta), output, &output_rules, false);
         Ok(PipelineAnswer {
             text,
+            unrestored,
             json,
             meta,
             safety,
@@ -832,8 +989,13 @@ impl Inner {
         mut upstream: assay_ai::AiStream,
         tx: mpsc::Sender<PipelineEvent>,
     ) {
-        let mut scanner = StreamScanner::new(Scanner::shared(), p.policy, Direction::Output);
+        let mut scanner = StreamScanner::new(Scanner::shared(), p.policy, Direction::Output)
+            .with_placeholders(p.numbering.clone());
+        // The answer as released by the scanner (what is stored) and, when the caller's
+        // personal data is restored, as the client sees it.
         let mut text = String::new();
+        let mut restorer = p.restore.clone().map(RestorationMap::into_stream);
+        let mut shown = String::new();
         // Send, or notice the consumer is gone (the call is then cancelled and audited).
         async fn send(tx: &mpsc::Sender<PipelineEvent>, ev: PipelineEvent) -> bool {
             tx.send(ev).await.is_ok()
@@ -879,7 +1041,12 @@ impl Inner {
                     }
                     if !chunk.text.is_empty() {
                         text.push_str(&chunk.text);
-                        if !send(&tx, PipelineEvent::Content(chunk.text)).await {
+                        let out = match restorer.as_mut() {
+                            Some(r) => r.push(&chunk.text),
+                            None => chunk.text,
+                        };
+                        shown.push_str(&out);
+                        if !out.is_empty() && !send(&tx, PipelineEvent::Content(out)).await {
                             return self.end(
                                 &caller,
                                 p,
@@ -912,12 +1079,28 @@ impl Inner {
                             true,
                         );
                     }
-                    if !end.chunk.text.is_empty() {
-                        text.push_str(&end.chunk.text);
-                        let _ = send(&tx, PipelineEvent::Content(end.chunk.text)).await;
+                    text.push_str(&end.chunk.text);
+                    let last = match restorer.take() {
+                        Some(mut r) => {
+                            let mut out = r.push(&end.chunk.text);
+                            out.push_str(&r.finish());
+                            out
+                        }
+                        None => end.chunk.text,
+                    };
+                    shown.push_str(&last);
+                    if !last.is_empty() {
+                        let _ = send(&tx, PipelineEvent::Content(last)).await;
                     }
+                    if end.action == Action::Escalate {
+                        let resource = p.resource.as_ref().map(|(k, id)| (k.as_str(), id.as_str()));
+                        self.escalate(&caller, p.request.task, Direction::Output, &rules, resource)
+                            .await;
+                    }
+                    let unrestored = (shown != text).then(|| std::mem::take(&mut text));
                     let answer = PipelineAnswer {
-                        text: std::mem::take(&mut text),
+                        text: std::mem::take(&mut shown),
+                        unrestored,
                         json: None,
                         meta: meta.clone(),
                         safety: SafetySummary {

@@ -1,5 +1,6 @@
 //! The assistant through HTTP: an organisation's AI settings (budget, prompt storage, safety
-//! profile; `ai.admin`) and conversations with streamed answers (`ai.use`).
+//! profile, PII restoration; `ai.admin`), its safety reviews (escalated calls for a person
+//! to follow up; `ai.admin`) and conversations with streamed answers (`ai.use`).
 //!
 //! Conversations belong to the organisation and to whoever started them: other members see
 //! 404, like another organisation. `POST .../messages` answers with Server-Sent Events —
@@ -23,6 +24,7 @@ use assay_ai::{ChatMessage, TaskKind};
 use assay_core::OrgCtx;
 use assay_safety::Profile;
 use assay_store::repo::ai_conversations::{self as conversations, Message, NewMessage};
+use assay_store::repo::ai_safety_reviews::{self as safety_reviews, Resolved, ReviewStatus};
 use assay_store::repo::ai_settings::{self, AiSettings};
 use assay_store::repo::{ai_usage, audit};
 use axum::Json;
@@ -72,6 +74,12 @@ pub struct AiSettingsBody {
     /// `permissive`, `standard` or `strict`; roles may raise it (a viewer is always strict).
     #[garde(length(min = 1, max = 16))]
     pub safety_profile: String,
+    /// Show callers their own personal data where a chat answer repeats its placeholder
+    /// (`[EMAIL_1]`); the provider never sees the values, stored messages keep the
+    /// placeholders, secrets are never restored. Default false.
+    #[serde(default)]
+    #[garde(skip)]
+    pub restore_pii: bool,
 }
 
 async fn settings_view(state: &AppState, ctx: &OrgCtx) -> Result<Value, ApiError> {
@@ -86,6 +94,7 @@ async fn settings_view(state: &AppState, ctx: &OrgCtx) -> Result<Value, ApiError
         "budget_is_default": stored.monthly_budget_usd.is_none(),
         "store_prompts": stored.store_prompts,
         "safety_profile": stored.safety_profile,
+        "restore_pii": stored.restore_pii,
         "spent_this_month_usd": spent,
         "used_ratio": if limit > 0.0 { spent / limit } else { 1.0 },
         "warning_ratio": state.config().ai_limits.budget_warning_ratio,
@@ -150,6 +159,7 @@ pub async fn put_settings(
         monthly_budget_usd: body.monthly_budget_usd,
         store_prompts: body.store_prompts,
         safety_profile: profile.as_str().to_owned(),
+        restore_pii: body.restore_pii,
         budget_warned_month: None,
     };
     let access = access.access;
@@ -164,8 +174,8 @@ pub async fn put_settings(
                     .event("ai.settings.updated")
                     .resource("organisation", access.ctx.org_id());
                 ev.details = json!({
-                    "before": { "monthly_budget_usd": before.monthly_budget_usd, "store_prompts": before.store_prompts, "safety_profile": before.safety_profile },
-                    "after": { "monthly_budget_usd": after.monthly_budget_usd, "store_prompts": after.store_prompts, "safety_profile": after.safety_profile },
+                    "before": { "monthly_budget_usd": before.monthly_budget_usd, "store_prompts": before.store_prompts, "safety_profile": before.safety_profile, "restore_pii": before.restore_pii },
+                    "after": { "monthly_budget_usd": after.monthly_budget_usd, "store_prompts": after.store_prompts, "safety_profile": after.safety_profile, "restore_pii": after.restore_pii },
                 }).into();
                 audit::append(txn, ev).await?;
                 Ok(())
@@ -176,6 +186,136 @@ pub async fn put_settings(
         .changed(Change::AiSettings { org: ctx.org_id() })
         .await;
     Ok(Json(settings_view(&state, &ctx).await?))
+}
+
+// ---------------------------------------------------------------------------------------
+// Safety reviews
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ReviewListQuery {
+    /// `open` (default), `resolved` or `all`.
+    pub status: Option<String>,
+    /// At most this many (1..=200, default 50), newest first.
+    pub limit: Option<u64>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/ai/safety-reviews",
+    operation_id = "list_ai_safety_reviews",
+    tag = "ai",
+    summary = "AI calls the safety policy escalated for a person to follow up, newest first (needs `ai.admin`)",
+    description = "Each review names who made the call, the task, the direction (`input`: the \
+        caller's prompt; `output`: the model's answer), the escalating rule ids (e.g. \
+        `disallowed.self_harm`), what the call was about and its request id. The matched text \
+        is never kept.",
+    params(crate::openapi::OrgIdParam, ReviewListQuery),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The reviews"),
+        (status = 403, description = "The caller lacks `ai.admin`", body = crate::openapi::ErrorResponse),
+        (status = 422, description = "`status` or `limit` is invalid", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn list_safety_reviews(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::AiAdmin>,
+    Query(q): Query<ReviewListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let status = match q.status.as_deref().unwrap_or("open") {
+        "open" => Some(ReviewStatus::Open),
+        "resolved" => Some(ReviewStatus::Resolved),
+        "all" => None,
+        _ => {
+            return Err(invalid_field(
+                "status",
+                "must be one of open, resolved, all",
+            ));
+        }
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(invalid_field("limit", "must be between 1 and 200"));
+    }
+    let items = safety_reviews::list(state.db().primary(), &access.ctx, status, limit).await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveReviewBody {
+    /// What was done (who was contacted, why no action was needed): kept with the review
+    /// and in the audit log.
+    #[garde(length(chars, min = 1, max = 2000))]
+    pub note: String,
+}
+
+/// The path's ids; a malformed review id is simply not found.
+#[derive(Deserialize)]
+pub struct ReviewPath {
+    #[allow(dead_code)]
+    org_id: String,
+    review_id: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/ai/safety-reviews/{review_id}/resolve",
+    operation_id = "resolve_ai_safety_review",
+    tag = "ai",
+    summary = "Resolve an open safety review with a note (needs `ai.admin`); audited",
+    params(crate::openapi::OrgIdParam, ("review_id" = Uuid, Path, description = "Review id")),
+    request_body = ResolveReviewBody,
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Resolved; the review"),
+        (status = 404, description = "No such review in this organisation", body = crate::openapi::ErrorResponse),
+        (status = 409, description = "Already resolved (`already_resolved`; the review is in `details`)", body = crate::openapi::ErrorResponse),
+        (status = 422, description = "`note` is missing or too long", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn resolve_safety_review(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::AiAdmin>,
+    Path(path): Path<ReviewPath>,
+    ValidJson(body): ValidJson<ResolveReviewBody>,
+) -> Result<Json<Value>, ApiError> {
+    let id: Uuid = path
+        .review_id
+        .parse()
+        .map_err(|_| ApiError::not_found("safety review"))?;
+    let access = access.access;
+    let note = body.note.trim().to_owned();
+    if note.is_empty() {
+        return Err(invalid_field("note", "must not be blank"));
+    }
+    let outcome = state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                let by = access.caller.actor();
+                let outcome = safety_reviews::resolve(txn, &access.ctx, id, &by, &note).await?;
+                if let Resolved::Now(review) = &outcome {
+                    let mut ev = access
+                        .event("ai.safety_review.resolved")
+                        .resource("ai_safety_review", review.id);
+                    ev.details = json!({ "rules": review.rules, "direction": review.direction, "note": note }).into();
+                    audit::append(txn, ev).await?;
+                }
+                Ok(outcome)
+            })
+        })
+        .await?;
+    match outcome {
+        Resolved::Now(review) => Ok(Json(json!({ "review": review }))),
+        Resolved::Already(review) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_resolved",
+            "this safety review was already resolved",
+        )
+        .with_details(json!({ "review": review }))),
+        Resolved::NotFound => Err(ApiError::not_found("safety review")),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -403,7 +543,11 @@ async fn store_exchange(
     };
     let assistant = NewMessage {
         role: "assistant".into(),
-        content: answer.text.clone(),
+        // With placeholders, where the client saw its own personal data restored.
+        content: answer
+            .unrestored
+            .clone()
+            .unwrap_or_else(|| answer.text.clone()),
         model: Some(answer.meta.model.clone()),
         provider: Some(answer.meta.provider.clone()),
         offline: answer.meta.offline,
@@ -515,10 +659,12 @@ pub async fn post_message(
         .ok_or_else(|| ApiError::not_found("conversation"))?;
     let earlier = conversations::messages(db, &ctx, id).await?;
     let mut messages = history(&earlier);
+    let stored_turns = messages.len();
     messages.push(ChatMessage::user(body.content.clone()));
     let params = PipelineParams {
         system: Some(org_system_prompt(&state, &ctx).await?),
         resource: Some(("ai_conversation".into(), id.to_string())),
+        history: stored_turns,
         ..PipelineParams::default()
     };
     let pipeline = state.ai_pipeline();
@@ -528,9 +674,14 @@ pub async fn post_message(
             .complete(&caller, TaskKind::Chat, messages, params)
             .await?;
         let stored = store_exchange(&state, &ctx, id, body.content, &answer).await?;
+        // The stored answer keeps its placeholders; the client sees its own data restored.
+        let mut message = json!(stored.1);
+        if answer.unrestored.is_some() {
+            message["content"] = json!(answer.text);
+        }
         let res = Json(json!({
             "conversation_id": id,
-            "message": stored.1,
+            "message": message,
             "question": stored.0,
             "complete": complete_body(&answer, Some(&stored)),
         }))

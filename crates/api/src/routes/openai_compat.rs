@@ -379,13 +379,16 @@ fn served_models(state: &AppState) -> Vec<ModelObject> {
     responses(
         (status = 200, description = "The models", body = ModelList),
         (status = 401, description = "No API key, or not a valid organisation API key (`invalid_api_key`)", body = OpenAiErrorResponse),
-        (status = 403, description = "The key lacks the `ai` scope (`forbidden`)", body = OpenAiErrorResponse),
+        (status = 403, description = "The key lacks the `ai` scope (`forbidden`), or AI is switched off in this deployment (`ai_disabled`)", body = OpenAiErrorResponse),
         (status = 429, description = "Rate limited; see `Retry-After`", body = OpenAiErrorResponse),
         (status = 500, description = "Internal error", body = OpenAiErrorResponse),
         (status = 503, description = "The database is temporarily unavailable", body = OpenAiErrorResponse),
     )
 )]
 pub async fn list_models(State(state): State<AppState>, _access: AiKeyAccess) -> Response {
+    if !state.ai_pipeline().enabled() {
+        return backend::pipeline_error(&crate::ai::AiApiError::disabled()).into_response();
+    }
     axum::Json(ModelList {
         object: "list",
         data: served_models(&state),
@@ -954,7 +957,7 @@ fn check_model(state: &AppState, model: &str) -> Result<(), OpenAiError> {
         (status = 200, description = "`chat.completion` JSON, or an SSE stream of `chat.completion.chunk` when `stream` is true", content_type = "application/json", body = Object),
         (status = 400, description = "Malformed body or an invalid parameter (`param` names it)", body = OpenAiErrorResponse),
         (status = 401, description = "No API key, or not a valid organisation API key (`invalid_api_key`)", body = OpenAiErrorResponse),
-        (status = 403, description = "The key lacks the `ai` scope (`forbidden`)", body = OpenAiErrorResponse),
+        (status = 403, description = "The key lacks the `ai` scope (`forbidden`), or AI is switched off in this deployment (`ai_disabled`)", body = OpenAiErrorResponse),
         (status = 404, description = "Unknown model (`model_not_found`)", body = OpenAiErrorResponse),
         (status = 413, description = "The body is larger than the server accepts (`payload_too_large`)", body = OpenAiErrorResponse),
         (status = 415, description = "The body is not `application/json`", body = OpenAiErrorResponse),
