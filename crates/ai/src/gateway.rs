@@ -230,6 +230,8 @@ struct Call {
     guard: CancelGuard,
     ttl: Duration,
     key: Option<String>,
+    /// [`AiRequest::cache_only_if`].
+    cache_gate: Option<crate::types::CacheGate>,
     base: ProviderRequest,
     fallbacks: Vec<String>,
     attempts: u32,
@@ -371,6 +373,7 @@ impl Gateway {
                         .unwrap_or_else(|| estimate_usage(&call.base, &c.text));
                     if let Some(k) = call.key.take()
                         && m.kind != ProviderKind::Offline
+                        && call.cache_gate.as_ref().is_none_or(|g| (g.0)(&c.text))
                     {
                         inner.store(k, &m, &c, call.ttl).await;
                     }
@@ -475,6 +478,7 @@ impl Inner {
             guard,
             ttl,
             key,
+            cache_gate: req.cache_only_if.clone(),
             base: provider_request(req),
             fallbacks: Vec::new(),
             attempts: 0,
@@ -955,6 +959,7 @@ impl StreamRun {
                 if let Some(k) = self.call.key.take()
                     && !offline
                     && !filtered
+                    && self.call.cache_gate.as_ref().is_none_or(|g| (g.0)(&text))
                 {
                     let c = Completion {
                         text,

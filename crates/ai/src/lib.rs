@@ -29,6 +29,7 @@ pub use error::{AiError, TimeoutPhase};
 pub use gateway::{AiStream, Gateway};
 pub use knowledge::{KnowledgeEntry, KnowledgeSource, StaticKnowledge};
 pub use types::{
-    AiRequest, AiResponse, AiStreamEvent, ChatMessage, ResponseMeta, TaskKind, Tier, TokenUsage,
+    AiRequest, AiResponse, AiStreamEvent, CacheGate, ChatMessage, ResponseMeta, TaskKind, Tier,
+    TokenUsage,
 };
 pub use usage::{MemoryUsageSink, UsageOutcome, UsageRecord, UsageSink};

@@ -145,6 +145,16 @@ pub struct GenerationParams {
     pub max_output_tokens: Option<u32>,
 }
 
+/// Decides from an answer's text whether the cache may keep it ([`AiRequest::cache_only_if`]).
+#[derive(Clone)]
+pub struct CacheGate(pub std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for CacheGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheGate")
+    }
+}
+
 /// One request to the gateway, with the caller's tenant context.
 #[derive(Clone, Debug)]
 pub struct AiRequest {
@@ -161,6 +171,12 @@ pub struct AiRequest {
     /// with its retries; the offline fallback still answers if it fails. `None` lets the
     /// gateway choose by task and complexity.
     pub model: Option<String>,
+    /// Keep a fresh answer in the cache only if this says yes to its text; `None` keeps
+    /// every answer. The API's pipeline passes its output-safety check here, so the cache
+    /// (in memory, and in Redis when shared) only ever holds answers the policy lets through
+    /// unchanged — no personal data or secret a model produced sits in it (R-31: output
+    /// safety, then cache).
+    pub cache_only_if: Option<CacheGate>,
 }
 
 impl AiRequest {
@@ -176,6 +192,7 @@ impl AiRequest {
             hints: ComplexityHints::default(),
             bypass_cache: false,
             model: None,
+            cache_only_if: None,
         }
     }
 }

@@ -715,6 +715,33 @@ async fn cache_hits_cost_nothing_and_never_cross_orgs() {
 }
 
 #[tokio::test]
+async fn a_gated_answer_is_kept_only_when_the_gate_says_so() {
+    let (a, b) = (mock().await, mock().await);
+    let r = rig(&two_model_config(&a, &b));
+    let org = OrgId::new();
+    let gated = |keep: bool| {
+        let mut q = ask(org, TaskKind::Help, "What is CE-UAC?");
+        q.cache_only_if = Some(assay_ai::CacheGate(std::sync::Arc::new(
+            move |text: &str| {
+                assert!(!text.is_empty(), "the gate sees the answer");
+                keep
+            },
+        )));
+        q
+    };
+    for _ in 0..2 {
+        let res = r.gw.complete(gated(false)).await.unwrap();
+        assert!(!res.meta.cache_hit, "refused by the gate: never stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(a.control.request_count(), 2);
+    assert!(!r.gw.complete(gated(true)).await.unwrap().meta.cache_hit);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(r.gw.complete(gated(true)).await.unwrap().meta.cache_hit);
+    assert_eq!(a.control.request_count(), 3);
+}
+
+#[tokio::test]
 async fn chat_is_not_cached_and_ttl_expires() {
     let (a, b) = (mock().await, mock().await);
     let mut cfg = two_model_config(&a, &b);

@@ -8,7 +8,7 @@ mod support;
 
 use assay_ai::breaker::BreakerState;
 use assay_core::{OrgCtx, OrgId, Role, UserId};
-use assay_store::repo::ai_usage::{self, NewAiUsage};
+use assay_store::repo::ai_usage;
 use assay_store::repo::audit::{self, AuditFilter};
 use mock_llm::{Fault, MockConfig, MockServer};
 use reqwest::Method;
@@ -513,31 +513,6 @@ async fn the_chat_limit_answers_429_with_retry_after() {
     assert_eq!(res.status(), 200);
 }
 
-fn spend(org: &str, cost: f64) -> NewAiUsage {
-    NewAiUsage {
-        id: uuid::Uuid::now_v7(),
-        org_id: org.parse().unwrap(),
-        user_id: None,
-        task: "chat".into(),
-        model: "openai/gpt-4o-mini".into(),
-        provider: "openai".into(),
-        provider_kind: "openai".into(),
-        tier: "fast".into(),
-        input_tokens: 1000,
-        output_tokens: 1000,
-        cached_input_tokens: 0,
-        estimated: false,
-        cost_usd: cost,
-        latency_ms: 10.0,
-        time_to_first_token_ms: None,
-        gateway_overhead_us: 10,
-        cache_hit: false,
-        streamed: false,
-        outcome: "ok".into(),
-        at: chrono::Utc::now(),
-    }
-}
-
 #[tokio::test]
 async fn a_spent_budget_stops_calls_and_crossing_80_percent_warns_once() {
     let mock = mock(4).await;
@@ -552,7 +527,7 @@ async fn a_spent_budget_stops_calls_and_crossing_80_percent_warns_once() {
     let db = app.state.db().primary();
 
     // 8.5 of 10 USD spent: answered, with the warning, audited once this month.
-    ai_usage::insert_batch(db, &[spend(&s.org_id, 8.5)])
+    ai_usage::insert_batch(db, &[support::spent(&s.org_id, 8.5)])
         .await
         .unwrap();
     for i in 0..2 {
@@ -574,7 +549,7 @@ async fn a_spent_budget_stops_calls_and_crossing_80_percent_warns_once() {
     assert_eq!(warnings[0].details["limit_usd"], 10.0);
 
     // The rest of the budget goes: calls stop with ai_budget_exceeded, nothing is sent.
-    ai_usage::insert_batch(db, &[spend(&s.org_id, 1.6)])
+    ai_usage::insert_batch(db, &[support::spent(&s.org_id, 1.6)])
         .await
         .unwrap();
     let before = mock.control.request_count();

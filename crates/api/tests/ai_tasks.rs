@@ -809,3 +809,43 @@ requirements:
     let (status, res) = post(&app, &other, "/api/v1/orgs/{org}/ai/help", body).await;
     assert_eq!(status, 404, "{res}");
 }
+
+/// R-31's order (output safety, then cache): an answer the output policy had to redact is
+/// never kept in the cache — the next identical question goes to the provider again — while
+/// a clean answer is answered from the cache.
+#[tokio::test]
+async fn only_answers_the_output_policy_leaves_unchanged_are_cached() {
+    let (app, mock) = with_mock(|_| {}).await;
+    let s = app.signup("cache-gate@example.com", "Cache Gate Org").await;
+    let ask = json!({ "subject": "control", "ref": "IAM-04", "question": "Who owns this?" });
+    for _ in 0..2 {
+        mock.control
+            .push_replies(["Ask pat.owner@example.org, who owns IAM-04."]);
+        let (status, body) = post(&app, &s, "/api/v1/orgs/{org}/ai/help", ask.clone()).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["answer"], "Ask [EMAIL_1], who owns IAM-04.");
+        assert_eq!(body["ai"]["cache_hit"], false, "{body}");
+        // Stores are off the request path; give one a moment to (not) land.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(mock.control.request_count(), 2);
+
+    let clean = json!({ "subject": "control", "ref": "IAM-04", "question": "What is it?" });
+    mock.control
+        .push_replies(["IAM-04 is about access by role."]);
+    let (status, body) = post(&app, &s, "/api/v1/orgs/{org}/ai/help", clean.clone()).await;
+    assert_eq!(
+        (status, &body["ai"]["cache_hit"]),
+        (200, &json!(false)),
+        "{body}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (status, body) = post(&app, &s, "/api/v1/orgs/{org}/ai/help", clean).await;
+    assert_eq!(
+        (status, &body["ai"]["cache_hit"]),
+        (200, &json!(true)),
+        "{body}"
+    );
+    assert_eq!(body["answer"], "IAM-04 is about access by role.");
+    assert_eq!(mock.control.request_count(), 3);
+}

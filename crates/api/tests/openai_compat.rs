@@ -1115,3 +1115,42 @@ async fn ai_switched_off_refuses_every_call_and_sends_nothing() {
     assert_eq!(body["error"]["code"], "ai_disabled", "{body}");
     assert_eq!(mock.control.request_count(), 0);
 }
+
+/// Past the warning ratio, answers on `/v1` carry `X-AI-Budget-Warning: true` (and every
+/// answer `X-AI-Budget-Used`), streamed or not, as the assistant's do.
+#[tokio::test]
+async fn answers_carry_the_budget_standing_and_its_warning() {
+    let mock = mock().await;
+    let app = app_with(&mock, |c| {
+        c.ai_limits.default_monthly_budget_usd = 10.0;
+        c.ai_limits.spend_cache_ms = 0;
+    })
+    .await;
+    let s = app.signup("budget-v1@example.com", "Budget V1").await;
+    let (key, _) = api_key(&app, &s, &["ai"]).await;
+    let res = chat(&app, &key, ask("First")).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("x-ai-budget-used"));
+    assert!(!res.headers().contains_key("x-ai-budget-warning"));
+
+    let spent = support::spent(&s.org_id, 8.5);
+    assay_store::repo::ai_usage::insert_batch(app.state.db().primary(), &[spent])
+        .await
+        .unwrap();
+    for stream in [false, true] {
+        let mut body = ask("Second");
+        body["stream"] = json!(stream);
+        let res = chat(&app, &key, body).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers()["x-ai-budget-warning"],
+            "true",
+            "stream {stream}"
+        );
+        let used = res.headers()["x-ai-budget-used"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(used.starts_with("0.8"), "{used}");
+    }
+}

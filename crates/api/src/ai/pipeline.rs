@@ -19,7 +19,9 @@
 //!    (every message, and the answer after them), past any placeholder an earlier turn left
 //!    in the history, so `[EMAIL_1]` means one value throughout.
 //! 4. **Gateway** (`assay-ai`): cache, model selection, retries, breakers, offline fallback,
-//!    usage ledger. Failures -> `ai_unavailable` (503) or `ai_invalid_output` (502).
+//!    usage ledger. A fresh answer is cached only if the output policy would let it through
+//!    unchanged (`AiRequest::cache_only_if`), so no personal data or secret a model wrote
+//!    is kept in the cache (or in Redis); hits are judged again like fresh answers. Failures -> `ai_unavailable` (503) or `ai_invalid_output` (502).
 //! 5. **Output safety**: complete answers are assessed whole; streamed answers go through a
 //!    `StreamScanner`, so PII split across chunks is redacted before any of it is sent.
 //!    A blocked answer -> `ai_blocked` (direction `output`).
@@ -635,6 +637,13 @@ impl Inner {
         request.params = params.generation;
         request.hints = params.hints;
         request.bypass_cache = params.bypass_cache;
+        // Only answers the output policy lets through unchanged are cached.
+        request.cache_only_if = Some(assay_ai::CacheGate(Arc::new(move |text: &str| {
+            Scanner::shared()
+                .assess(text, &policy, Direction::Output)
+                .action()
+                == Action::Allow
+        })));
         request.model = params.model;
         let last_input = request
             .messages
@@ -766,16 +775,21 @@ impl Inner {
             .db
             .write(move |txn| {
                 Box::pin(async move {
-                    if ai_settings::claim_budget_warning(txn, &ctx, &month).await? {
+                    let claimed = ai_settings::claim_budget_warning(txn, &ctx, &month).await?;
+                    if claimed {
                         assay_store::repo::audit::append(txn, ev).await?;
                     }
-                    Ok(())
+                    Ok(claimed)
                 })
             })
             .await;
         match res {
             // Given now or by another node before: either way, done for this month.
-            Ok(()) => {
+            Ok(claimed) => {
+                if claimed {
+                    // Once per organisation and month across the nodes: something to alert on.
+                    metrics::counter!("assay_ai_budget_warnings_total").increment(1);
+                }
                 self.warned
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

@@ -48,7 +48,9 @@ const HISTORY_CHARS: usize = 24_000;
 const BUDGET_USED: HeaderName = HeaderName::from_static("x-ai-budget-used");
 const BUDGET_WARNING: HeaderName = HeaderName::from_static("x-ai-budget-warning");
 
-fn with_budget_headers(mut res: Response, budget: &BudgetStatus) -> Response {
+/// `X-AI-Budget-Used` (and `X-AI-Budget-Warning: true` past the warning ratio) on every
+/// answer, the assistant's and the OpenAI-compatible endpoint's alike.
+pub(crate) fn with_budget_headers(mut res: Response, budget: &BudgetStatus) -> Response {
     if let Ok(v) = HeaderValue::from_str(&budget.header_value()) {
         res.headers_mut().insert(BUDGET_USED, v);
     }

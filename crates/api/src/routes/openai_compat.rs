@@ -1028,12 +1028,13 @@ mod backend {
             );
             let mut out = axum::Json(body).into_response();
             meta_headers(&mut out, &m.model, m.offline, m.cache_hit);
-            return Ok(out);
+            return Ok(crate::routes::ai::with_budget_headers(out, &answer.budget));
         }
         let mut events = pipeline
             .stream(&caller, TaskKind::Chat, req.messages, params)
             .await
             .map_err(|e| pipeline_error(&e))?;
+        let budget = events.budget;
         // The first event names the model, which every chunk carries. An error before it
         // is still an HTTP error (nothing has been sent yet).
         let (model, offline) = match events.next().await {
@@ -1078,7 +1079,7 @@ mod backend {
         let stream = first.chain(rest).map(Ok::<Bytes, std::convert::Infallible>);
         let mut out = sse(Body::from_stream(stream));
         meta_headers(&mut out, &model, offline, false);
-        Ok(out)
+        Ok(crate::routes::ai::with_budget_headers(out, &budget))
     }
 
     /// The pipeline's typed error in OpenAI's shape. Status and code stay Assay's, with two

@@ -239,3 +239,30 @@ pub async fn call(
     let status = res.status().as_u16();
     (status, res.json().await.unwrap_or(serde_json::Value::Null))
 }
+
+/// A usage-ledger row of `cost` USD for organisation `org`, this month: spend inserted
+/// behind the app's back, for budget tests.
+pub fn spent(org: &str, cost: f64) -> assay_store::repo::ai_usage::NewAiUsage {
+    assay_store::repo::ai_usage::NewAiUsage {
+        id: uuid::Uuid::now_v7(),
+        org_id: org.parse().unwrap(),
+        user_id: None,
+        task: "chat".into(),
+        model: "openai/gpt-4o-mini".into(),
+        provider: "openai".into(),
+        provider_kind: "openai".into(),
+        tier: "fast".into(),
+        input_tokens: 1000,
+        output_tokens: 1000,
+        cached_input_tokens: 0,
+        estimated: false,
+        cost_usd: cost,
+        latency_ms: 10.0,
+        time_to_first_token_ms: None,
+        gateway_overhead_us: 10,
+        cache_hit: false,
+        streamed: false,
+        outcome: "ok".into(),
+        at: chrono::Utc::now(),
+    }
+}
