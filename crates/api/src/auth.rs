@@ -422,6 +422,8 @@ pub mod perm {
         FrameworksAdopt,
         ControlsRead,
         ControlsWrite,
+        EvidenceRead,
+        EvidenceWrite,
         AssessmentsRead,
         AssessmentsWrite,
         ReportsExport,

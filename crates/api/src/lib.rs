@@ -414,6 +414,18 @@ fn router_with(state: AppState, extra_routes: Router<AppState>) -> Router {
             post(routes::ai_tasks::classify_evidence),
         )
         .route(
+            "/api/v1/orgs/{org_id}/ai/classifications",
+            get(routes::ai_tasks::list_classifications),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/ai/classifications/{classification_id}",
+            get(routes::ai_tasks::get_classification),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/ai/classifications/{classification_id}/review",
+            post(routes::ai_tasks::review_classification),
+        )
+        .route(
             "/api/v1/orgs/{org_id}/readiness/history",
             get(readiness_snapshots::history),
         )

@@ -498,6 +498,16 @@ async fn the_chat_limit_answers_429_with_retry_after() {
     assert_eq!(body["error"]["code"], "ai_rate_limited");
     assert_eq!(body["error"]["details"]["task_class"], "chat");
     assert_eq!(mock.control.request_count(), 2);
+    // The refusal is audited like every call: denied, with its code and which limit.
+    let calls = audited(&app, &s, "ai.call", 3).await;
+    let refused: Vec<_> = calls
+        .iter()
+        .filter(|e| e.details["outcome"] == "ai_rate_limited")
+        .collect();
+    assert_eq!(refused.len(), 1, "{calls:#?}");
+    assert_eq!(refused[0].details["limit"], "requests");
+    assert_eq!(refused[0].details["task"], "chat");
+    assert_eq!(refused[0].resource_id.as_deref(), Some(conv.as_str()));
 
     // Another person in another organisation has their own bucket.
     let t = app.signup("limits2@example.com", "Limits Org 2").await;
@@ -661,7 +671,13 @@ async fn a_provider_outage_opens_the_breaker_and_the_offline_provider_answers_sa
         let last = events.last().unwrap();
         assert_eq!(last["chunk_type"], "complete", "{events:#?}");
         assert_eq!(last["complete"]["offline"], true);
-        assert!(content_of(&events).contains("IAM-01"), "{events:#?}");
+        let text = content_of(&events);
+        assert!(text.contains("IAM-01"), "{events:#?}");
+        // The answer itself says it is not an AI model's.
+        assert!(
+            text.contains(assay_ai::provider::offline::OFFLINE_NOTE),
+            "{text}"
+        );
     };
     let all_open = || {
         let states = app.state.ai().breaker_states();
@@ -940,15 +956,20 @@ async fn an_api_key_has_its_own_limits_and_conversations() {
     .await;
     assert_eq!(res.status(), 200);
 
-    // The key's calls are audited as the key's.
-    let events = audited(&app, &s, "ai.call", 3).await;
+    // The key's calls are audited as the key's: two answered, one refused by its limit.
+    let events = audited(&app, &s, "ai.call", 4).await;
     let key_id = key["api_key"]["id"].as_str().unwrap();
+    let outcomes: Vec<&str> = events
+        .iter()
+        .filter(|e| e.actor_type == "api_key" && e.actor_id.as_deref() == Some(key_id))
+        .map(|e| e.details["outcome"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        events
-            .iter()
-            .filter(|e| e.actor_type == "api_key" && e.actor_id.as_deref() == Some(key_id))
-            .count(),
-        2,
+        (
+            outcomes.iter().filter(|o| **o == "ok").count(),
+            outcomes.iter().filter(|o| **o == "ai_rate_limited").count()
+        ),
+        (2, 1),
         "{events:#?}"
     );
 }

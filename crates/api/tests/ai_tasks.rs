@@ -561,7 +561,7 @@ async fn classification_is_applied_at_the_threshold_suggested_below_and_stored()
     // Stored, in this organisation only, with a hash and a length but no text.
     let ctx = ctx_of(&s);
     let db = app.state.db().primary();
-    let rows = evidence_classifications::recent(db, &ctx, 10)
+    let rows = evidence_classifications::recent(db, &ctx, false, 10)
         .await
         .unwrap();
     assert_eq!(rows.len(), 2);
@@ -653,7 +653,7 @@ async fn classification_input_must_be_one_form() {
             "{res}"
         );
     }
-    let rows = evidence_classifications::recent(app.state.db().primary(), &ctx_of(&s), 10)
+    let rows = evidence_classifications::recent(app.state.db().primary(), &ctx_of(&s), false, 10)
         .await
         .unwrap();
     assert!(rows.is_empty(), "nothing half-written");
@@ -848,4 +848,153 @@ async fn only_answers_the_output_policy_leaves_unchanged_are_cached() {
     );
     assert_eq!(body["answer"], "IAM-04 is about access by role.");
     assert_eq!(mock.control.request_count(), 3);
+}
+
+/// A suggestion waits for a person: listed as awaiting review, confirmed with a corrected
+/// type and controls (or rejected), once, audited; an applied one can still be overruled.
+/// The model's answer is kept beside the decision.
+#[tokio::test]
+async fn suggestions_wait_for_a_person_who_confirms_corrects_or_rejects_them_once() {
+    let (app, mock) = with_mock(|_| {}).await;
+    let s = app
+        .signup("review-class@example.com", "Review Class Org")
+        .await;
+    let classify = async |confidence: f64, controls: &[&str]| {
+        mock.control
+            .push_replies([classification_reply(confidence, controls)]);
+        // A text of its own each time (the same text would be answered from the cache).
+        let text =
+            json!({ "text": format!("Entra ID export {confidence}: MFA enforced for all users.") });
+        let (status, body) = post(&app, &s, "/api/v1/orgs/{org}/ai/classify-evidence", text).await;
+        assert_eq!(status, 201, "{body}");
+        body
+    };
+    let suggested = classify(0.4, &["IAM-04"]).await;
+    assert_eq!(
+        suggested["effective"]["state"], "awaiting_review",
+        "{suggested}"
+    );
+    let applied = classify(0.9, &["IAM-04"]).await;
+    assert_eq!(applied["effective"]["state"], "applied");
+    assert_eq!(applied["effective"]["controls"][0]["key"], "IAM-04");
+
+    let (status, body) = call(
+        &app,
+        &s,
+        Method::GET,
+        "/api/v1/orgs/{org}/ai/classifications?awaiting_review=true",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let waiting: Vec<&Value> = body["items"].as_array().unwrap().iter().collect();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0]["id"], suggested["id"]);
+
+    let review = |id: &Value| {
+        format!(
+            "/api/v1/orgs/{{org}}/ai/classifications/{}/review",
+            id.as_str().unwrap()
+        )
+    };
+    // Bad input is named and changes nothing.
+    for (bad, field) in [
+        (json!({ "decision": "maybe" }), "decision"),
+        (
+            json!({ "decision": "confirm", "controls": ["NOPE-1"] }),
+            "controls",
+        ),
+        (
+            json!({ "decision": "reject", "controls": ["IAM-01"] }),
+            "controls",
+        ),
+        (
+            json!({ "decision": "confirm", "evidence_type": "!!!" }),
+            "evidence_type",
+        ),
+    ] {
+        let (status, body) = post(&app, &s, &review(&suggested["id"]), bad).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body.to_string().contains(field), "{body}");
+    }
+    let (status, body) = post(
+        &app,
+        &s,
+        &review(&suggested["id"]),
+        json!({ "decision": "confirm", "evidence_type": "MFA report", "controls": ["iam-01", "IAM-04", "IAM-01"], "note": "It covers admins too." }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["review"]["decision"], "confirmed");
+    assert_eq!(body["review"]["reviewer_id"], s.user_id.as_str());
+    assert_eq!(body["effective"]["state"], "confirmed");
+    assert_eq!(body["effective"]["evidence_type"], "mfa_report");
+    let keys: Vec<&str> = body["effective"]["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["IAM-01", "IAM-04"]);
+    // The model's answer stays as it was.
+    assert_eq!(body["evidence_type"], suggested["evidence_type"]);
+    assert_eq!(body["status"], "suggested");
+
+    // Once only.
+    let again = json!({ "decision": "reject" });
+    let (status, body) = post(&app, &s, &review(&suggested["id"]), again).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "already_reviewed");
+    assert_eq!(body["error"]["details"]["review"]["decision"], "confirmed");
+
+    // An applied classification can be overruled.
+    let reject = json!({ "decision": "reject", "note": "Wrong tenant's export." });
+    let (status, body) = post(&app, &s, &review(&applied["id"]), reject).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["effective"], json!({ "state": "rejected" }));
+    let path = format!(
+        "/api/v1/orgs/{{org}}/ai/classifications/{}",
+        applied["id"].as_str().unwrap()
+    );
+    let (status, body) = call(&app, &s, Method::GET, &path, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["review"]["note"], "Wrong tenant's export.");
+
+    let (_, body) = call(
+        &app,
+        &s,
+        Method::GET,
+        "/api/v1/orgs/{org}/ai/classifications?awaiting_review=true",
+        None,
+    )
+    .await;
+    assert!(body["items"].as_array().unwrap().is_empty(), "{body}");
+    let filter = assay_store::repo::audit::AuditFilter {
+        action: Some("evidence.classification.reviewed".into()),
+        ..Default::default()
+    };
+    let events = assay_store::repo::audit::list(app.state.db().primary(), &ctx_of(&s), &filter, 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2);
+
+    // Another organisation sees none of it.
+    let other = app
+        .signup("review-class-2@example.com", "Other Class Org")
+        .await;
+    let (status, _) = call(
+        &app,
+        &other,
+        Method::GET,
+        &path.replace("{org}", &s.org_id),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status, 404,
+        "not a member: the organisation is not there for them"
+    );
+    let theirs = path.replace("{org}", &other.org_id);
+    let (status, _) = call(&app, &other, Method::GET, &theirs, None).await;
+    assert_eq!(status, 404);
 }

@@ -172,6 +172,24 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Access> {
             Org(P::AiUse),
         ),
         (
+            ("GET", "/api/v1/orgs/{org_id}/ai/classifications"),
+            Org(P::EvidenceRead),
+        ),
+        (
+            (
+                "GET",
+                "/api/v1/orgs/{org_id}/ai/classifications/{classification_id}",
+            ),
+            Org(P::EvidenceRead),
+        ),
+        (
+            (
+                "POST",
+                "/api/v1/orgs/{org_id}/ai/classifications/{classification_id}/review",
+            ),
+            Org(P::EvidenceWrite),
+        ),
+        (
             ("GET", "/api/v1/orgs/{org_id}/readiness/history"),
             Org(P::FrameworksRead),
         ),
@@ -358,8 +376,10 @@ impl Fixture {
             .config(|c| {
                 c.rate_limits.auth_per_minute = 100_000;
                 c.rate_limits.api_per_minute = 100_000;
-                // Owners ask a question for every safety review the matrix resolves.
+                // Owners ask a question for every safety review the matrix resolves, and classify
+                // evidence for every classification it reads or reviews.
                 c.ai_limits.chat_per_minute = 10_000;
+                c.ai_limits.classification_per_minute = 10_000;
                 c.ai_limits.burst = 10_000;
             })
             .spawn()
@@ -834,6 +854,27 @@ impl Fixture {
                 token,
                 Some(json!({ "text": "MFA is enforced for every user account" })),
             ),
+            (
+                "GET" | "POST",
+                "/api/v1/orgs/{org_id}/ai/classifications/{classification_id}"
+                | "/api/v1/orgs/{org_id}/ai/classifications/{classification_id}/review",
+            ) => {
+                // A fresh classification (by the organisation's owner) for every call.
+                let path = format!("/api/v1/orgs/{}/ai/classify-evidence", org.id);
+                let text = json!({ "text": "MFA is enforced for every user account" });
+                let (status, created) = send(
+                    &self.app,
+                    Method::POST,
+                    &path,
+                    Some(&org.owner.access),
+                    Some(text),
+                )
+                .await;
+                assert_eq!(status, 201, "{created}");
+                let id = created["id"].as_str().unwrap();
+                let body = (method == "POST").then(|| json!({ "decision": "reject" }));
+                (org_path.replace("{classification_id}", id), token, body)
+            }
             ("GET", _) => (org_path, token, None),
             ("PATCH", "/api/v1/orgs/{org_id}") => {
                 (org_path, token, Some(json!({ "name": "Same name" })))

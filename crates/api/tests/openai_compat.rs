@@ -1154,3 +1154,44 @@ async fn answers_carry_the_budget_standing_and_its_warning() {
         assert!(used.starts_with("0.8"), "{used}");
     }
 }
+
+/// Under `strict` a secret in the prompt blocks the call before anything is sent: 422
+/// `ai_blocked` naming the rule, and the key appears nowhere in the answer.
+#[tokio::test]
+async fn a_secret_in_the_prompt_is_blocked_under_strict_and_never_echoed() {
+    let mock = mock().await;
+    let app = app_with(&mock, |_| {}).await;
+    let owner = app.signup("strict-in@acme.example", "Acme Strict").await;
+    let (key, _) = api_key(&app, &owner, &["ai"]).await;
+    let (status, body) = support::call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/orgs/{}/ai/settings", owner.org_id),
+        &owner.access,
+        Some(json!({ "monthly_budget_usd": null, "store_prompts": true, "safety_profile": "strict" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let secret = "AKIAIOSFODNN7EXAMPLE";
+    for stream in [false, true] {
+        let mut body = ask(&format!("Is {secret} still the upload job's key?"));
+        body["stream"] = json!(stream);
+        let res = chat(&app, &key, body).await;
+        let raw_headers = format!("{:?}", res.headers());
+        let err = openai_error(res, 422).await;
+        assert_eq!(err["code"], "ai_blocked", "{err}");
+        assert_eq!(err["param"], "messages", "{err}");
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap()
+                .contains("secret.aws_access_key"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("AKIA") && !raw_headers.contains("AKIA"));
+    }
+    assert_eq!(mock.control.request_count(), 0);
+    // Even with prompt storage on, the audit log has the rule, not the key.
+    let event = audited_call(&app, &owner, "ai_blocked").await;
+    assert!(!event.to_string().contains("AKIA"), "{event}");
+}

@@ -511,13 +511,11 @@ impl Inner {
         let chars: usize = messages.iter().map(|m| m.content.len()).sum::<usize>()
             + params.system.as_ref().map_or(0, String::len);
         let prompt_tokens = chars.div_ceil(4) as u64;
-        self.limits
-            .check(
-                &caller.key(),
-                task,
-                u32::try_from(prompt_tokens).unwrap_or(u32::MAX),
-            )
-            .await?;
+        let tokens = u32::try_from(prompt_tokens).unwrap_or(u32::MAX);
+        if let Err(e) = self.limits.check(&caller.key(), task, tokens).await {
+            self.audit_refusal(caller, task, &e, params.resource.as_ref());
+            return Err(e);
+        }
 
         let ctx = caller.ctx();
         let settings = self.org_settings(&ctx).await?;
@@ -538,10 +536,7 @@ impl Inner {
         {
             Ok(r) => r,
             Err(e) => {
-                let mut ev = caller.event("ai.call");
-                ev.outcome = Outcome::Denied;
-                ev.details = json!({ "task": task.as_str(), "outcome": e.code() }).into();
-                self.audit.record(ev);
+                self.audit_refusal(caller, task, &e, params.resource.as_ref());
                 return Err(e);
             }
         };
@@ -674,6 +669,29 @@ impl Inner {
             resource: params.resource,
             started,
         })
+    }
+
+    /// Audit a call refused before anything was sent (AI limits, prompt too large, budget):
+    /// every call is audited, refusals as `Denied` with their code. Off the request path,
+    /// like every `ai.call` event; the general API limit bounds how many a caller can cause.
+    fn audit_refusal(
+        &self,
+        caller: &AiCaller,
+        task: TaskKind,
+        err: &AiApiError,
+        resource: Option<&(String, String)>,
+    ) {
+        let mut ev = caller.event("ai.call");
+        ev.outcome = Outcome::Denied;
+        let limit = match err {
+            AiApiError::RateLimited { limit, .. } => Some(*limit),
+            _ => None,
+        };
+        ev.details = json!({ "task": task.as_str(), "outcome": err.code(), "limit": limit }).into();
+        if let Some((kind, id)) = resource {
+            ev = ev.resource(kind, id);
+        }
+        self.audit.record(ev);
     }
 
     /// Record a safety review for an escalated call (and audit it, in one transaction). A

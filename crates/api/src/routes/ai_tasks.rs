@@ -30,11 +30,12 @@ use assay_core::readiness::{ControlState, ReadinessModel};
 use assay_store::repo::ai_settings;
 use assay_store::repo::audit;
 use assay_store::repo::evidence_classifications::{
-    self as classifications, ClassificationStatus, NewClassification,
+    self as classifications, Classification, ClassificationStatus, NewClassification, NewReview,
+    ReviewDecision, Reviewed,
 };
 use assay_store::repo::posture;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use garde::Validate;
 use serde::Deserialize;
@@ -969,34 +970,296 @@ pub async fn classify_evidence(
             .await?
     };
     let notice = dropped_notice(&dropped, "controls of the Assay catalogue");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "id": stored.id,
-            "evidence_type": stored.evidence_type,
-            "controls": stored
-                .controls
-                .iter()
-                .filter_map(|k| cat().control(k))
-                .map(|c| json!({ "key": c.key, "title": c.title }))
-                .collect::<Vec<_>>(),
-            "confidence": stored.confidence,
-            "reasoning": stored.reasoning,
-            "status": stored.status,
-            "applied": stored.status == ClassificationStatus::Applied,
-            "threshold": threshold,
-            "dropped_control_ids": dropped,
-            "notice": notice,
-            "input": {
-                "sha256": stored.input_sha256,
-                "chars": stored.input_chars,
-                "filename": stored.filename,
-                "text_stored": stored.input_text.is_some(),
-            },
-            "created_at": stored.created_at,
-            "ai": ai_block(&answer),
-        })),
-    ))
+    let mut body = classification_view(&stored);
+    body["threshold"] = json!(threshold);
+    body["dropped_control_ids"] = json!(dropped);
+    body["notice"] = json!(notice);
+    body["ai"] = ai_block(&answer);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// Control keys as `{key, title}` (keys the catalogue no longer has are left out).
+fn control_refs(keys: &[String]) -> Vec<Value> {
+    keys.iter()
+        .filter_map(|k| cat().control(k))
+        .map(|c| json!({ "key": c.key, "title": c.title }))
+        .collect()
+}
+
+/// A stored classification as the API shows it: the model's answer, whether it was applied,
+/// a person's review if there is one, and the outcome that holds now (`effective`).
+fn classification_view(c: &Classification) -> Value {
+    let review = c.review.as_ref().map(|r| {
+        json!({
+            "decision": r.decision,
+            "evidence_type": r.evidence_type,
+            "controls": r.controls.as_deref().map(control_refs),
+            "note": r.note,
+            "reviewer_type": r.reviewer_type,
+            "reviewer_id": r.reviewer_id,
+            "reviewed_at": r.reviewed_at,
+        })
+    });
+    // What holds: a person's decision over the model's; an unreviewed suggestion, nothing yet.
+    let effective = match &c.review {
+        Some(r) if r.decision == ReviewDecision::Rejected => json!({ "state": "rejected" }),
+        Some(r) => json!({
+            "state": "confirmed",
+            "evidence_type": r.evidence_type.as_deref().unwrap_or(&c.evidence_type),
+            "controls": control_refs(r.controls.as_deref().unwrap_or(&c.controls)),
+        }),
+        None if c.status == ClassificationStatus::Applied => json!({
+            "state": "applied",
+            "evidence_type": c.evidence_type,
+            "controls": control_refs(&c.controls),
+        }),
+        None => json!({ "state": "awaiting_review" }),
+    };
+    json!({
+        "id": c.id,
+        "evidence_type": c.evidence_type,
+        "controls": control_refs(&c.controls),
+        "confidence": c.confidence,
+        "reasoning": c.reasoning,
+        "status": c.status,
+        "applied": c.status == ClassificationStatus::Applied,
+        "review": review,
+        "effective": effective,
+        "model": c.model,
+        "offline": c.offline,
+        "input": {
+            "sha256": c.input_sha256,
+            "chars": c.input_chars,
+            "filename": c.filename,
+            "text_stored": c.input_text.is_some(),
+        },
+        "created_at": c.created_at,
+    })
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ClassificationListQuery {
+    /// Only suggestions no one has reviewed yet (default false: all, newest first).
+    pub awaiting_review: Option<bool>,
+    /// At most this many (1..=200, default 50).
+    pub limit: Option<u64>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/ai/classifications",
+    operation_id = "list_evidence_classifications",
+    tag = "ai",
+    summary = "The organisation's evidence classifications, newest first; `awaiting_review=true` for the suggestions a person still has to confirm or reject (needs `evidence.read`)",
+    params(crate::openapi::OrgIdParam, ClassificationListQuery),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "`items`: classifications with their review and `effective` outcome"),
+        (status = 422, description = "`limit` is out of range", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn list_classifications(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::EvidenceRead>,
+    Query(q): Query<ClassificationListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(invalid_field("limit", "must be between 1 and 200"));
+    }
+    let awaiting = q.awaiting_review.unwrap_or(false);
+    let rows = classifications::recent(state.db().primary(), &access.ctx, awaiting, limit).await?;
+    let items: Vec<Value> = rows.iter().map(classification_view).collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+/// The path's ids; a malformed classification id is simply not found.
+#[derive(Deserialize)]
+pub struct ClassificationPath {
+    #[allow(dead_code)]
+    org_id: String,
+    classification_id: String,
+}
+
+fn classification_id(p: &ClassificationPath) -> Result<uuid::Uuid, ApiError> {
+    p.classification_id
+        .parse()
+        .map_err(|_| ApiError::not_found("classification"))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/ai/classifications/{classification_id}",
+    operation_id = "get_evidence_classification",
+    tag = "ai",
+    summary = "One evidence classification with its review (needs `evidence.read`)",
+    params(crate::openapi::OrgIdParam, ("classification_id" = Uuid, Path, description = "Classification id")),
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The classification"),
+        (status = 404, description = "No such classification in this organisation", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn get_classification(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::EvidenceRead>,
+    Path(path): Path<ClassificationPath>,
+) -> Result<Json<Value>, ApiError> {
+    let id = classification_id(&path)?;
+    let c = classifications::get(state.db().primary(), &access.ctx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("classification"))?;
+    Ok(Json(classification_view(&c)))
+}
+
+/// A person's decision on a classification.
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewClassificationBody {
+    /// `confirm` or `reject`.
+    #[garde(length(min = 1, max = 16))]
+    pub decision: String,
+    /// Confirm only: the correct evidence type, if the model's is wrong.
+    #[garde(inner(length(chars, min = 1, max = 64)))]
+    pub evidence_type: Option<String>,
+    /// Confirm only: the correct catalogue controls (1 to 3), if the model's are wrong.
+    #[garde(inner(length(min = 1, max = 3)))]
+    pub controls: Option<Vec<String>>,
+    /// Why (kept with the review and in the audit log).
+    #[garde(inner(length(chars, min = 1, max = 2000)))]
+    pub note: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/ai/classifications/{classification_id}/review",
+    operation_id = "review_evidence_classification",
+    tag = "ai",
+    summary = "Confirm (optionally correcting type and controls) or reject a classification, once (needs `evidence.write`); audited",
+    params(crate::openapi::OrgIdParam, ("classification_id" = Uuid, Path, description = "Classification id")),
+    request_body = ReviewClassificationBody,
+    security(("bearer_jwt" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Reviewed; the classification"),
+        (status = 404, description = "No such classification in this organisation", body = crate::openapi::ErrorResponse),
+        (status = 409, description = "Already reviewed (`already_reviewed`; the classification is in `details`)", body = crate::openapi::ErrorResponse),
+        (status = 422, description = "An invalid field: unknown decision or control, corrections on a rejection, confirming no controls", body = crate::openapi::ErrorResponse),
+    )
+)]
+pub async fn review_classification(
+    State(state): State<AppState>,
+    access: RequirePermission<perm::EvidenceWrite>,
+    Path(path): Path<ClassificationPath>,
+    ValidJson(body): ValidJson<ReviewClassificationBody>,
+) -> Result<Json<Value>, ApiError> {
+    let id = classification_id(&path)?;
+    let decision = match body.decision.as_str() {
+        "confirm" => ReviewDecision::Confirmed,
+        "reject" => ReviewDecision::Rejected,
+        _ => return Err(invalid_field("decision", "must be confirm or reject")),
+    };
+    let evidence_type = match body.evidence_type.as_deref().map(evidence_type_slug) {
+        Some(t) if t == "unclassified" => {
+            return Err(invalid_field(
+                "evidence_type",
+                "must contain letters or digits",
+            ));
+        }
+        other => other,
+    };
+    let mut controls: Option<Vec<String>> = None;
+    if let Some(given) = &body.controls {
+        let mut keys: Vec<String> = Vec::new();
+        for key in given {
+            let c = known_control(key).ok_or_else(|| {
+                invalid_field(
+                    "controls",
+                    format!("'{key}' is not a control of the catalogue"),
+                )
+            })?;
+            if !keys.contains(&c.key) {
+                keys.push(c.key.clone());
+            }
+        }
+        controls = Some(keys);
+    }
+    if decision == ReviewDecision::Rejected && (evidence_type.is_some() || controls.is_some()) {
+        let field = if evidence_type.is_some() {
+            "evidence_type"
+        } else {
+            "controls"
+        };
+        return Err(invalid_field(
+            field,
+            "only a confirmation can correct the classification",
+        ));
+    }
+    let access = access.access;
+    let note = body
+        .note
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty());
+    let outcome = state
+        .db()
+        .write(move |txn| {
+            Box::pin(async move {
+                let Some(current) = classifications::get(txn, &access.ctx, id).await? else {
+                    return Ok(Err(ApiError::not_found("classification")));
+                };
+                // Confirming must leave at least one control to link the evidence to.
+                if decision == ReviewDecision::Confirmed
+                    && controls.as_deref().unwrap_or(&current.controls).is_empty()
+                {
+                    return Ok(Err(invalid_field(
+                        "controls",
+                        "name at least one control to confirm a classification that maps to none",
+                    )));
+                }
+                let by = access.caller.actor();
+                let done = classifications::review(
+                    txn,
+                    &access.ctx,
+                    id,
+                    &NewReview {
+                        by: &by,
+                        decision,
+                        evidence_type: (decision == ReviewDecision::Confirmed)
+                            .then(|| evidence_type.as_deref().unwrap_or(&current.evidence_type)),
+                        controls: (decision == ReviewDecision::Confirmed)
+                            .then(|| controls.as_deref().unwrap_or(&current.controls)),
+                        note: note.as_deref(),
+                    },
+                )
+                .await?;
+                if let Reviewed::Now(c) = &done {
+                    let r = c.review.as_ref().expect("just reviewed");
+                    let mut ev = access
+                        .event("evidence.classification.reviewed")
+                        .resource("evidence_classification", c.id);
+                    ev.details = json!({
+                        "decision": r.decision,
+                        "model_status": c.status,
+                        "evidence_type": { "model": c.evidence_type, "reviewed": r.evidence_type },
+                        "controls": { "model": c.controls, "reviewed": r.controls },
+                        "note": r.note,
+                    })
+                    .into();
+                    audit::append(txn, ev).await?;
+                }
+                Ok(Ok(done))
+            })
+        })
+        .await??;
+    match outcome {
+        Reviewed::Now(c) => Ok(Json(classification_view(&c))),
+        Reviewed::Already(c) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_reviewed",
+            "this classification was already reviewed",
+        )
+        .with_details(classification_view(&c))),
+        Reviewed::NotFound => Err(ApiError::not_found("classification")),
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,13 @@ pub struct Model {
     pub model: String,
     pub offline: bool,
     pub created_at: DateTimeUtc,
+    pub review: Option<String>,
+    pub reviewed_type: Option<String>,
+    pub reviewed_controls: Option<String>,
+    pub review_note: Option<String>,
+    pub reviewer_type: Option<String>,
+    pub reviewer_id: Option<String>,
+    pub reviewed_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

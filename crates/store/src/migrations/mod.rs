@@ -16,6 +16,7 @@ mod m0008_evidence_classifications;
 mod m0009_ai_spend_months;
 mod m0010_ai_safety_reviews;
 mod m0011_ai_restore_pii;
+mod m0012_evidence_classification_reviews;
 
 use crate::db::Db;
 use crate::error::StoreError;
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_ai_spend_months::Migration),
             Box::new(m0010_ai_safety_reviews::Migration),
             Box::new(m0011_ai_restore_pii::Migration),
+            Box::new(m0012_evidence_classification_reviews::Migration),
         ]
     }
 }

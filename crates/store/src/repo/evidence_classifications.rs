@@ -1,12 +1,14 @@
 //! Evidence classifications (m0008): one row per classification an organisation asked for,
-//! applied or suggested. Rows are written once and never updated; the evidence records of a
-//! later release point at them. Every query is scoped by the caller's organisation.
+//! applied or suggested, and a person's review of it (m0012: confirmed, possibly corrected,
+//! or rejected — once). The model's answer is never changed; the evidence records of a
+//! later release point at these rows. Every query is scoped by the caller's organisation.
 
 use crate::entities::evidence_classification as row;
 use crate::error::StoreError;
 use crate::repo::audit::Actor;
 use assay_core::OrgCtx;
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
@@ -39,6 +41,70 @@ impl ClassificationStatus {
             ))),
         }
     }
+}
+
+/// A person's decision on a classification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewDecision {
+    /// The type and controls hold (as the model gave them, or as the reviewer corrected).
+    Confirmed,
+    /// The classification is wrong and must not be used.
+    Rejected,
+}
+
+impl ReviewDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewDecision::Confirmed => "confirmed",
+            ReviewDecision::Rejected => "rejected",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "confirmed" => Ok(ReviewDecision::Confirmed),
+            "rejected" => Ok(ReviewDecision::Rejected),
+            other => Err(StoreError::Corrupt(format!(
+                "evidence classification review '{other}'"
+            ))),
+        }
+    }
+}
+
+/// A stored review.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ClassificationReview {
+    pub decision: ReviewDecision,
+    /// The type the reviewer settled on (confirmed only; the model's unless corrected).
+    pub evidence_type: Option<String>,
+    /// The controls the reviewer settled on (confirmed only).
+    pub controls: Option<Vec<String>>,
+    pub note: Option<String>,
+    /// `user` or `api_key`, and its id.
+    pub reviewer_type: String,
+    pub reviewer_id: Option<String>,
+    pub reviewed_at: DateTime<Utc>,
+}
+
+/// A review to record.
+#[derive(Clone, Debug)]
+pub struct NewReview<'a> {
+    pub by: &'a Actor,
+    pub decision: ReviewDecision,
+    /// For a confirmation: the type and controls that hold (already checked by the caller).
+    pub evidence_type: Option<&'a str>,
+    pub controls: Option<&'a [String]>,
+    pub note: Option<&'a str>,
+}
+
+/// What [`review`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reviewed {
+    Now(Classification),
+    /// Someone reviewed it before (it is unchanged).
+    Already(Classification),
+    NotFound,
 }
 
 /// A classification to store. `input_text` is `Some` only when the organisation enabled
@@ -79,11 +145,33 @@ pub struct Classification {
     pub model: String,
     pub offline: bool,
     pub created_at: DateTime<Utc>,
+    /// A person's review, once there is one.
+    pub review: Option<ClassificationReview>,
+}
+
+fn control_list(json: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("evidence classification controls: {e}")))
 }
 
 fn from_row(m: row::Model) -> Result<Classification, StoreError> {
-    let controls: Vec<String> = serde_json::from_str(&m.controls)
-        .map_err(|e| StoreError::Corrupt(format!("evidence classification controls: {e}")))?;
+    let controls = control_list(&m.controls)?;
+    let review = match (m.review.as_deref(), m.reviewed_at) {
+        (Some(decision), Some(at)) => Some(ClassificationReview {
+            decision: ReviewDecision::parse(decision)?,
+            evidence_type: m.reviewed_type,
+            controls: m
+                .reviewed_controls
+                .as_deref()
+                .map(control_list)
+                .transpose()?,
+            note: m.review_note,
+            reviewer_type: m.reviewer_type.unwrap_or_default(),
+            reviewer_id: m.reviewer_id,
+            reviewed_at: at,
+        }),
+        _ => None,
+    };
     Ok(Classification {
         id: m.id,
         actor_type: m.actor_type,
@@ -100,6 +188,7 @@ fn from_row(m: row::Model) -> Result<Classification, StoreError> {
         model: m.model,
         offline: m.offline,
         created_at: m.created_at,
+        review,
     })
 }
 
@@ -128,6 +217,13 @@ pub async fn insert(
         model: new.model.to_owned(),
         offline: new.offline,
         created_at: super::now(),
+        review: None,
+        reviewed_type: None,
+        reviewed_controls: None,
+        review_note: None,
+        reviewer_type: None,
+        reviewer_id: None,
+        reviewed_at: None,
     };
     row::Entity::insert(row::ActiveModel {
         id: Set(model.id),
@@ -146,6 +242,13 @@ pub async fn insert(
         model: Set(model.model.clone()),
         offline: Set(model.offline),
         created_at: Set(model.created_at),
+        review: Set(None),
+        reviewed_type: Set(None),
+        reviewed_controls: Set(None),
+        review_note: Set(None),
+        reviewer_type: Set(None),
+        reviewer_id: Set(None),
+        reviewed_at: Set(None),
     })
     .exec_without_returning(conn)
     .await?;
@@ -166,15 +269,21 @@ pub async fn get(
         .transpose()
 }
 
-/// The organisation's most recent classifications, newest first.
+/// The organisation's most recent classifications, newest first; with `awaiting_review`,
+/// only suggestions no one has reviewed yet.
 pub async fn recent(
     conn: &impl ConnectionTrait,
     ctx: &OrgCtx,
+    awaiting_review: bool,
     limit: u64,
 ) -> Result<Vec<Classification>, StoreError> {
-    row::Entity::find()
-        .filter(row::Column::OrgId.eq(ctx.org_id().0))
-        .order_by_desc(row::Column::CreatedAt)
+    let mut q = row::Entity::find().filter(row::Column::OrgId.eq(ctx.org_id().0));
+    if awaiting_review {
+        q = q
+            .filter(row::Column::Status.eq(ClassificationStatus::Suggested.as_str()))
+            .filter(row::Column::Review.is_null());
+    }
+    q.order_by_desc(row::Column::CreatedAt)
         .order_by_desc(row::Column::Id)
         .limit(limit)
         .all(conn)
@@ -199,4 +308,38 @@ pub async fn by_input(
         .into_iter()
         .map(from_row)
         .collect()
+}
+
+/// Record a person's review of a classification, once: the conditional update decides, so
+/// two reviewers at once cannot both succeed.
+pub async fn review(
+    conn: &impl ConnectionTrait,
+    ctx: &OrgCtx,
+    id: Uuid,
+    new: &NewReview<'_>,
+) -> Result<Reviewed, StoreError> {
+    let (reviewer_type, reviewer_id) = new.by.parts();
+    let controls = new
+        .controls
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let res = row::Entity::update_many()
+        .col_expr(row::Column::Review, Expr::value(new.decision.as_str()))
+        .col_expr(row::Column::ReviewedType, Expr::value(new.evidence_type))
+        .col_expr(row::Column::ReviewedControls, Expr::value(controls))
+        .col_expr(row::Column::ReviewNote, Expr::value(new.note))
+        .col_expr(row::Column::ReviewerType, Expr::value(reviewer_type))
+        .col_expr(row::Column::ReviewerId, Expr::value(reviewer_id))
+        .col_expr(row::Column::ReviewedAt, Expr::value(super::now()))
+        .filter(row::Column::Id.eq(id))
+        .filter(row::Column::OrgId.eq(ctx.org_id().0))
+        .filter(row::Column::Review.is_null())
+        .exec(conn)
+        .await?;
+    Ok(match (res.rows_affected, get(conn, ctx, id).await?) {
+        (_, None) => Reviewed::NotFound,
+        (1, Some(c)) => Reviewed::Now(c),
+        (_, Some(c)) => Reviewed::Already(c),
+    })
 }
