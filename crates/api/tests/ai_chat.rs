@@ -1273,3 +1273,44 @@ async fn restored_personal_data_is_shown_to_its_writer_but_never_sent_or_stored(
     assert!(!stored.contains(jane) && !stored.contains(bob) && !stored.contains(other));
     assert!(stored.contains("Noted: [EMAIL_3] replaces [EMAIL_1] as the contact."));
 }
+
+/// Each organisation's chat is grounded in its own posture only: two organisations with
+/// different adopted frameworks, each provider request names only the asker's.
+#[tokio::test]
+async fn chat_grounding_is_the_asking_organisations_posture_only() {
+    let mock = mock(3).await;
+    let app = app_with(&mock, |_| {}).await;
+    let a = app.signup("ground-a@example.com", "Ground A").await;
+    let b = app.signup("ground-b@example.com", "Ground B").await;
+    for (s, framework) in [(&a, "soc2"), (&b, "cyber-essentials")] {
+        let res = call(
+            &app,
+            s,
+            Method::PUT,
+            &format!("/api/v1/orgs/{}/frameworks/{framework}", s.org_id),
+            None,
+        )
+        .await;
+        assert!(res.status().is_success());
+    }
+    for (s, mine, theirs) in [
+        (&a, "(soc2)", "(cyber-essentials)"),
+        (&b, "(cyber-essentials)", "(soc2)"),
+    ] {
+        let conv = new_conversation(&app, s).await;
+        let res = call(
+            &app,
+            s,
+            Method::POST,
+            &messages_path(s, &conv),
+            Some(json!({ "content": "Where do we stand?", "stream": false })),
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+        let prompt = last_prompt(&mock);
+        let system = &prompt.first().unwrap();
+        assert_eq!(system.0, "system");
+        assert!(system.1.contains(mine), "{}", system.1);
+        assert!(!system.1.contains(theirs), "{}", system.1);
+    }
+}
