@@ -61,11 +61,13 @@ impl AppState {
     ) -> Self {
         let announcer = Announcer::new(bus);
         // The pipeline starts its audit writer task on the bookkeeping thread.
+        // AI limits share the general API limiter (in-process or Redis), so a request's
+        // general and AI limits can be spent in one step (`crate::rate_limit`).
         let ai_pipeline = AiPipeline::new(
             ai.clone(),
             db.clone(),
             &config,
-            redis.as_ref(),
+            identity.api_limiter.clone(),
             &bookkeeping,
         );
         let catalogues = crate::catalogues::Catalogues::new(db.clone(), announcer.clone());

@@ -838,6 +838,7 @@ async fn the_pipeline_checks_structured_answers_against_the_callers_schema() {
         principal: Principal::User(s.user_id.parse().unwrap()),
         role: Role::Member,
         facts: Default::default(),
+        api_limit: None,
     };
     let schema = json!({
         "type": "object",

@@ -1195,3 +1195,70 @@ async fn a_secret_in_the_prompt_is_blocked_under_strict_and_never_echoed() {
     let event = audited_call(&app, &owner, "ai_blocked").await;
     assert!(!event.to_string().contains("AKIA"), "{event}");
 }
+
+/// The key's general API limit on `/v1/chat/completions` is spent with its AI limits (one
+/// step), or afterwards when a request ends early (a bad body), so every request counts:
+/// `X-RateLimit-*` on each answer, then OpenAI's 429 `rate_limited` with `Retry-After`, and
+/// the refused call never reaches the provider. Requests alternate between `a` and `b`
+/// (one node twice, or two nodes sharing the database and Redis).
+async fn general_limit_counts_every_request(a: &TestApp, b: &TestApp, mock: &MockServer) {
+    let s = a.signup("api-limit@example.com", "API Limit Org").await;
+    let (key, _) = api_key(a, &s, &["ai"]).await;
+    let remaining = |res: &reqwest::Response| {
+        res.headers()["x-ratelimit-remaining"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let empty = || json!({ "model": "assay-auto", "messages": [] });
+    let bad = chat(a, &key, empty()).await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(remaining(&bad), "2");
+    let ok = chat(b, &key, ask("One")).await;
+    assert_eq!(ok.status(), 200);
+    let limit = ok.headers()["x-ratelimit-limit"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!((limit.as_str(), remaining(&ok).as_str()), ("3", "1"));
+    let mut streamed = ask("Two");
+    streamed["stream"] = json!(true);
+    let ok = chat(a, &key, streamed).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(remaining(&ok), "0");
+    let _ = ok.text().await;
+    let refused = chat(b, &key, ask("Three")).await;
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(remaining(&refused), "0");
+    let err = openai_error(refused, 429).await;
+    assert_eq!(err["code"], "rate_limited", "{err}");
+    // And once over, an early-ending request is refused as well.
+    let bad = chat(a, &key, empty()).await;
+    assert_eq!(openai_error(bad, 429).await["code"], "rate_limited");
+    assert_eq!(mock.control.request_count(), 2);
+}
+
+#[tokio::test]
+async fn the_general_limit_counts_every_request_on_the_completions_route() {
+    let mock = mock().await;
+    let app = app_with(&mock, |c| c.rate_limits.api_per_minute = 3).await;
+    general_limit_counts_every_request(&app, &app, &mock).await;
+}
+
+/// The same with Redis: one script call spends the general and AI limits, shared by nodes.
+#[tokio::test]
+async fn the_general_limit_is_shared_by_nodes_through_redis() {
+    let Some(redis) = assay_store::testing::service_url("ASSAY_TEST_REDIS_URL") else {
+        return;
+    };
+    let mock = mock().await;
+    let prefix = format!("assay-test-{}:", uuid::Uuid::now_v7());
+    let shared = move |c: &mut assay_config::Config| {
+        c.redis.url = Some(redis.clone());
+        c.redis.key_prefix = prefix.clone();
+        c.rate_limits.api_per_minute = 3;
+    };
+    let a = app_with(&mock, shared.clone()).await;
+    let b = builder_with(&mock, shared).database_of(&a).spawn().await;
+    general_limit_counts_every_request(&a, &b, &mock).await;
+}

@@ -109,10 +109,13 @@ pub struct Spend<'a> {
 }
 
 /// Why [`RateLimiter::check_all`] spent nothing: the refusal at `index` of the spends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refused {
     pub index: usize,
     pub decision: RateDecision,
+    /// Every spend's decision, in order (what each would have left had the set passed):
+    /// what the `X-RateLimit-*` headers of a limit that was not the refusing one show.
+    pub decisions: Vec<RateDecision>,
 }
 
 fn ceil_secs(d: Duration) -> u64 {
@@ -323,10 +326,7 @@ impl RateLimiter {
             .enumerate()
             .filter(|(_, d)| !d.allowed)
             .max_by_key(|(_, d)| d.retry_after.unwrap_or(Duration::MAX))
-            .map(|(index, d)| Refused {
-                index,
-                decision: *d,
-            });
+            .map(|(index, d)| (index, *d));
         metrics::counter!(
             "assay_rate_limit_decisions_total",
             "limiter" => self.inner.name,
@@ -335,7 +335,11 @@ impl RateLimiter {
         .increment(1);
         match refused {
             None => Ok(decisions),
-            Some(r) => Err(r),
+            Some((index, decision)) => Err(Refused {
+                index,
+                decision,
+                decisions,
+            }),
         }
     }
 

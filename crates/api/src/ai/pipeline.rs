@@ -58,7 +58,6 @@ use assay_ai::types::{ComplexityHints, GenerationParams, MessageRole};
 use assay_ai::{AiRequest, AiStreamEvent, ChatMessage, Gateway, TaskKind, TokenUsage};
 use assay_config::{AiLimitsConfig, Config};
 use assay_core::{OrgCtx, OrgId, Role, UserId};
-use assay_infra::redis_conn::RedisConn;
 use assay_infra::refresh::RefreshingCache;
 use assay_safety::{
     Action, Direction, Placeholders, Policy, Profile, RestorationMap, Scanner, StreamScanner,
@@ -86,6 +85,9 @@ pub struct AiCaller {
     pub role: Role,
     /// IP, user agent and request id for the audit events.
     pub facts: ClientFacts,
+    /// The request's general API limit, when the route left it to be spent with the AI
+    /// limits in one step (`/v1/chat/completions`; see `crate::rate_limit`).
+    pub api_limit: Option<crate::rate_limit::DeferredApiLimit>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +108,7 @@ impl AiCaller {
             principal,
             role,
             facts: access.facts.clone(),
+            api_limit: None,
         }
     }
 
@@ -359,13 +362,10 @@ impl AiPipeline {
         gateway: Gateway,
         db: Db,
         config: &Config,
-        redis: Option<&RedisConn>,
+        limiter: assay_infra::rate_limit::RateLimiter,
         bookkeeping: &crate::bookkeeping::Bookkeeping,
     ) -> Self {
-        let limits = AiLimits::new(
-            config.ai_limits.clone(),
-            redis.map(|r| (r, config.redis.key_prefix.as_str())),
-        );
+        let limits = AiLimits::new(config.ai_limits.clone(), limiter);
         let max_price = config.ai.models.iter().fold((0.0_f64, 0.0_f64), |acc, m| {
             (
                 acc.0.max(m.price.input_per_million),
@@ -512,7 +512,12 @@ impl Inner {
             + params.system.as_ref().map_or(0, String::len);
         let prompt_tokens = chars.div_ceil(4) as u64;
         let tokens = u32::try_from(prompt_tokens).unwrap_or(u32::MAX);
-        if let Err(e) = self.limits.check(&caller.key(), task, tokens).await {
+        let deferred = caller.api_limit.as_ref();
+        if let Err(e) = self
+            .limits
+            .check(&caller.key(), task, tokens, deferred)
+            .await
+        {
             self.audit_refusal(caller, task, &e, params.resource.as_ref());
             return Err(e);
         }

@@ -971,6 +971,7 @@ fn check_model(state: &AppState, model: &str) -> Result<(), OpenAiError> {
 pub async fn chat_completions(
     State(state): State<AppState>,
     AiKeyAccess(access): AiKeyAccess,
+    api_limit: Option<axum::Extension<crate::rate_limit::DeferredApiLimit>>,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
@@ -987,7 +988,9 @@ pub async fn chat_completions(
     }
     let req = parse_request(&body)?;
     check_model(&state, &req.model)?;
-    backend::run(&state, &access, req).await
+    let mut caller = crate::ai::AiCaller::from_access(&access);
+    caller.api_limit = api_limit.map(|axum::Extension(l)| l);
+    backend::run(&state, &caller, req).await
 }
 
 /// Where a validated request meets the AI pipeline (limits per API key, budget, input and
@@ -999,10 +1002,9 @@ mod backend {
 
     pub(super) async fn run(
         state: &AppState,
-        access: &OrgAccess,
+        caller: &AiCaller,
         req: ChatCompletionRequest,
     ) -> Result<Response, OpenAiError> {
-        let caller = AiCaller::from_access(access);
         let params = PipelineParams {
             generation: req.params,
             // `assay-auto` lets the gateway choose; any other served name is the model.
@@ -1014,7 +1016,7 @@ mod backend {
         let created = unix_now();
         if !req.stream {
             let answer = pipeline
-                .complete(&caller, TaskKind::Chat, req.messages, params)
+                .complete(caller, TaskKind::Chat, req.messages, params)
                 .await
                 .map_err(|e| pipeline_error(&e))?;
             let m = &answer.meta;
@@ -1031,7 +1033,7 @@ mod backend {
             return Ok(crate::routes::ai::with_budget_headers(out, &answer.budget));
         }
         let mut events = pipeline
-            .stream(&caller, TaskKind::Chat, req.messages, params)
+            .stream(caller, TaskKind::Chat, req.messages, params)
             .await
             .map_err(|e| pipeline_error(&e))?;
         let budget = events.budget;
