@@ -6,7 +6,9 @@
 //! 0. **Switched off?** With `features.ai = false` every call is `ai_disabled` (403) before
 //!    anything is counted, read or sent.
 //! 1. **Rate limits** per caller (user or API key) and task class, plus prompt tokens per
-//!    minute ([`super::limits`]) -> `ai_rate_limited` (429 + `Retry-After`).
+//!    minute ([`super::limits`]) -> `ai_rate_limited` (429 + `Retry-After`); on
+//!    `/v1/chat/completions` the key's general API limit is spent in the same step
+//!    ([`AiCaller::api_limit`]) -> `rate_limited`. Refusals are audited (`Denied`).
 //! 2. **Monthly organisation budget** ([`super::budget`]) -> `ai_budget_exceeded` (402);
 //!    at 80 % (configurable) the answer carries `budget.warning` and `ai.budget.warning` is
 //!    audited once a month.
