@@ -17,13 +17,14 @@
 //!    matched text, and nothing goes to a provider; MODIFY/ESCALATE -> the redacted text is
 //!    what the provider receives. A conversation's stored turns were judged when they were
 //!    written and go as stored ([`PipelineParams::history`]). Placeholders are numbered
-//!    across the whole exchange
-//!    (every message, and the answer after them), past any placeholder an earlier turn left
-//!    in the history, so `[EMAIL_1]` means one value throughout.
+//!    across the whole exchange (every message, and the answer after them), past any
+//!    placeholder an earlier turn left in the history, so `[EMAIL_1]` means one value
+//!    throughout.
 //! 4. **Gateway** (`assay-ai`): cache, model selection, retries, breakers, offline fallback,
 //!    usage ledger. A fresh answer is cached only if the output policy would let it through
 //!    unchanged (`AiRequest::cache_only_if`), so no personal data or secret a model wrote
-//!    is kept in the cache (or in Redis); hits are judged again like fresh answers. Failures -> `ai_unavailable` (503) or `ai_invalid_output` (502).
+//!    is kept in the cache (or in Redis); hits are judged again like fresh answers.
+//!    Failures -> `ai_unavailable` (503) or `ai_invalid_output` (502).
 //! 5. **Output safety**: complete answers are assessed whole; streamed answers go through a
 //!    `StreamScanner`, so PII split across chunks is redacted before any of it is sent.
 //!    A blocked answer -> `ai_blocked` (direction `output`).

@@ -10,7 +10,10 @@
 //! or `error` (`error.code` is one of the `ai_*` codes) — or with one JSON document when the
 //! body says `"stream": false`. Failures before the answer starts (limits, budget, a blocked
 //! prompt) are plain JSON errors with their status. Both messages are stored once the answer
-//! is complete: the question as the provider received it, the answer as the client saw it.
+//! is complete: the question as the provider received it (redacted; a conversation is kept
+//! whatever `store_prompts` says — that setting is about the audit log), the answer as the
+//! client saw it, except that restored personal data is stored as its placeholder. Earlier
+//! turns go back to the provider as stored and are not judged again.
 
 use crate::ai::budget::{BudgetStatus, month_bounds};
 use crate::ai::grounding::org_system_prompt;
