@@ -878,16 +878,13 @@ async fn suggestions_wait_for_a_person_who_confirms_corrects_or_rejects_them_onc
     assert_eq!(applied["effective"]["state"], "applied");
     assert_eq!(applied["effective"]["controls"][0]["key"], "IAM-04");
 
-    let (status, body) = call(
-        &app,
-        &s,
-        Method::GET,
-        "/api/v1/orgs/{org}/ai/classifications?awaiting_review=true",
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let waiting: Vec<&Value> = body["items"].as_array().unwrap().iter().collect();
+    let awaiting = async || {
+        let path = "/api/v1/orgs/{org}/ai/classifications?awaiting_review=true";
+        let (status, body) = call(&app, &s, Method::GET, path, None).await;
+        assert_eq!(status, 200, "{body}");
+        body["items"].as_array().unwrap().clone()
+    };
+    let waiting = awaiting().await;
     assert_eq!(waiting.len(), 1);
     assert_eq!(waiting[0]["id"], suggested["id"]);
 
@@ -960,15 +957,7 @@ async fn suggestions_wait_for_a_person_who_confirms_corrects_or_rejects_them_onc
     assert_eq!(status, 200);
     assert_eq!(body["review"]["note"], "Wrong tenant's export.");
 
-    let (_, body) = call(
-        &app,
-        &s,
-        Method::GET,
-        "/api/v1/orgs/{org}/ai/classifications?awaiting_review=true",
-        None,
-    )
-    .await;
-    assert!(body["items"].as_array().unwrap().is_empty(), "{body}");
+    assert!(awaiting().await.is_empty());
     let filter = assay_store::repo::audit::AuditFilter {
         action: Some("evidence.classification.reviewed".into()),
         ..Default::default()

@@ -87,6 +87,20 @@ async fn revoke_key(app: &TestApp, s: &Session, id: &str) {
     assert!(res.status().is_success());
 }
 
+/// Set `s`'s organisation's AI settings (budget: the deployment default).
+async fn put_ai_settings(app: &TestApp, s: &Session, mut settings: Value) {
+    settings["monthly_budget_usd"] = Value::Null;
+    let (status, body) = support::call(
+        app,
+        Method::PUT,
+        &format!("/api/v1/orgs/{}/ai/settings", s.org_id),
+        &s.access,
+        Some(settings),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 async fn chat(app: &TestApp, key: &str, body: Value) -> reqwest::Response {
     app.with_token(Method::POST, "/v1/chat/completions", key)
         .json(&body)
@@ -1023,15 +1037,12 @@ async fn a_secret_split_across_chunks_ends_the_stream_with_ai_blocked() {
     let app = app_with(&mock, |_| {}).await;
     let owner = app.signup("owner@acme.example", "Acme").await;
     let (key, _) = api_key(&app, &owner, &["ai"]).await;
-    let (status, body) = support::call(
+    put_ai_settings(
         &app,
-        Method::PUT,
-        &format!("/api/v1/orgs/{}/ai/settings", owner.org_id),
-        &owner.access,
-        Some(json!({ "monthly_budget_usd": null, "store_prompts": false, "safety_profile": "strict" })),
+        &owner,
+        json!({ "store_prompts": false, "safety_profile": "strict" }),
     )
     .await;
-    assert_eq!(status, 200, "{body}");
     // 1000 characters in 5 chunks of 200: the key sits across the 600 boundary.
     let secret = "AKIAIOSFODNN7EXAMPLE";
     let mut reply = "The upload job reads its settings from the vault. ".repeat(12);
@@ -1163,15 +1174,12 @@ async fn a_secret_in_the_prompt_is_blocked_under_strict_and_never_echoed() {
     let app = app_with(&mock, |_| {}).await;
     let owner = app.signup("strict-in@acme.example", "Acme Strict").await;
     let (key, _) = api_key(&app, &owner, &["ai"]).await;
-    let (status, body) = support::call(
+    put_ai_settings(
         &app,
-        Method::PUT,
-        &format!("/api/v1/orgs/{}/ai/settings", owner.org_id),
-        &owner.access,
-        Some(json!({ "monthly_budget_usd": null, "store_prompts": true, "safety_profile": "strict" })),
+        &owner,
+        json!({ "store_prompts": true, "safety_profile": "strict" }),
     )
     .await;
-    assert_eq!(status, 200, "{body}");
     let secret = "AKIAIOSFODNN7EXAMPLE";
     for stream in [false, true] {
         let mut body = ask(&format!("Is {secret} still the upload job's key?"));

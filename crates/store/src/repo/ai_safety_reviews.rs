@@ -185,15 +185,7 @@ pub async fn list(
 }
 
 /// What [`resolve`] did.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Resolved {
-    /// Resolved now; the review as stored.
-    Now(Review),
-    /// Someone resolved it before (it is unchanged).
-    Already(Review),
-    /// No such review in this organisation.
-    NotFound,
-}
+pub type Resolved = super::Once<Review>;
 
 /// Resolve an open review with `note`. The conditional update decides, so two people
 /// resolving at once cannot both succeed.
@@ -219,10 +211,5 @@ pub async fn resolve(
         .filter(row::Column::Status.eq(ReviewStatus::Open.as_str()))
         .exec(conn)
         .await?;
-    let now = get(conn, ctx, id).await?;
-    Ok(match (res.rows_affected, now) {
-        (_, None) => Resolved::NotFound,
-        (1, Some(r)) => Resolved::Now(r),
-        (_, Some(r)) => Resolved::Already(r),
-    })
+    Ok(Resolved::of(res.rows_affected, get(conn, ctx, id).await?))
 }

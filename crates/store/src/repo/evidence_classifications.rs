@@ -99,13 +99,7 @@ pub struct NewReview<'a> {
 }
 
 /// What [`review`] did.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Reviewed {
-    Now(Classification),
-    /// Someone reviewed it before (it is unchanged).
-    Already(Classification),
-    NotFound,
-}
+pub type Reviewed = super::Once<Classification>;
 
 /// A classification to store. `input_text` is `Some` only when the organisation enabled
 /// prompt storage; the hash and length are always kept.
@@ -337,9 +331,5 @@ pub async fn review(
         .filter(row::Column::Review.is_null())
         .exec(conn)
         .await?;
-    Ok(match (res.rows_affected, get(conn, ctx, id).await?) {
-        (_, None) => Reviewed::NotFound,
-        (1, Some(c)) => Reviewed::Now(c),
-        (_, Some(c)) => Reviewed::Already(c),
-    })
+    Ok(Reviewed::of(res.rows_affected, get(conn, ctx, id).await?))
 }

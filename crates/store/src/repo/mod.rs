@@ -28,3 +28,27 @@ use chrono::{DateTime, SubsecRound, Utc};
 pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
+
+/// What an update that may happen only once did (a safety review resolved, a
+/// classification reviewed): the conditional update decides, so two people acting at once
+/// cannot both succeed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Once<T> {
+    /// Done now; the record as stored.
+    Now(T),
+    /// Done before (the record is unchanged).
+    Already(T),
+    /// No such record in this organisation.
+    NotFound,
+}
+
+impl<T> Once<T> {
+    /// From the conditional update's row count and the record read after it.
+    pub(crate) fn of(rows_affected: u64, after: Option<T>) -> Self {
+        match (rows_affected, after) {
+            (_, None) => Once::NotFound,
+            (1, Some(r)) => Once::Now(r),
+            (_, Some(r)) => Once::Already(r),
+        }
+    }
+}
