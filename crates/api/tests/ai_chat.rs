@@ -1134,37 +1134,24 @@ async fn an_escalated_call_is_answered_and_waits_for_an_ai_admins_review() {
         "/api/v1/orgs/{}/ai/safety-reviews/{first}/resolve",
         s.org_id
     );
-    let res = call(
-        &app,
-        &s,
-        Method::POST,
-        &resolve,
-        Some(json!({ "note": "  " })),
-    )
-    .await;
-    assert_eq!(res.status(), 422);
-    let res = call(
-        &app,
-        &s,
-        Method::POST,
-        &resolve,
-        Some(json!({ "note": "Spoke with them; EAP details sent." })),
-    )
-    .await;
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
+    let resolve_with = async |note: &str| {
+        let res = call(
+            &app,
+            &s,
+            Method::POST,
+            &resolve,
+            Some(json!({ "note": note })),
+        )
+        .await;
+        (res.status(), res.json::<Value>().await.unwrap())
+    };
+    assert_eq!(resolve_with("  ").await.0, 422);
+    let (status, body) = resolve_with("Spoke with them; EAP details sent.").await;
+    assert_eq!(status, 200);
     assert_eq!(body["review"]["status"], "resolved");
     assert_eq!(body["review"]["resolver_id"], s.user_id.as_str());
-    let res = call(
-        &app,
-        &s,
-        Method::POST,
-        &resolve,
-        Some(json!({ "note": "again" })),
-    )
-    .await;
-    assert_eq!(res.status(), 409);
-    let body: Value = res.json().await.unwrap();
+    let (status, body) = resolve_with("again").await;
+    assert_eq!(status, 409);
     assert_eq!(body["error"]["code"], "already_resolved");
     assert_eq!(
         body["error"]["details"]["review"]["resolution"],
