@@ -166,33 +166,22 @@ mod tests {
         AiLimits::new(cfg, RateLimiter::in_memory(RateLimiterConfig::default()))
     }
 
-    impl AiLimits {
-        async fn check_alone(
-            &self,
-            caller: &str,
-            task: TaskKind,
-            tokens: u32,
-        ) -> Result<RateDecision, AiApiError> {
-            self.check(caller, task, tokens, None).await
-        }
-    }
-
     #[tokio::test]
     async fn chat_allows_a_burst_of_two_then_refuses_with_the_refill_wait() {
         let limits = in_memory(AiLimitsConfig::default());
         assert!(
             limits
-                .check_alone("user:a", TaskKind::Chat, 10)
+                .check("user:a", TaskKind::Chat, 10, None)
                 .await
                 .is_ok()
         );
         assert!(
             limits
-                .check_alone("user:a", TaskKind::Chat, 10)
+                .check("user:a", TaskKind::Chat, 10, None)
                 .await
                 .is_ok()
         );
-        match limits.check_alone("user:a", TaskKind::Chat, 10).await {
+        match limits.check("user:a", TaskKind::Chat, 10, None).await {
             Err(AiApiError::RateLimited {
                 retry_after,
                 limit: "requests",
@@ -209,32 +198,32 @@ mod tests {
         // Other classes and other callers have their own buckets.
         assert!(
             limits
-                .check_alone("user:a", TaskKind::Help, 10)
+                .check("user:a", TaskKind::Help, 10, None)
                 .await
                 .is_ok()
         );
         assert!(
             limits
-                .check_alone("user:b", TaskKind::Chat, 10)
+                .check("user:b", TaskKind::Chat, 10, None)
                 .await
                 .is_ok()
         );
         // Policy drafting shares the analysis bucket with gap analysis.
         assert!(
             limits
-                .check_alone("user:a", TaskKind::PolicyDraft, 1)
+                .check("user:a", TaskKind::PolicyDraft, 1, None)
                 .await
                 .is_ok()
         );
         assert!(
             limits
-                .check_alone("user:a", TaskKind::GapAnalysis, 1)
+                .check("user:a", TaskKind::GapAnalysis, 1, None)
                 .await
                 .is_ok()
         );
         assert!(
             limits
-                .check_alone("user:a", TaskKind::Analysis, 1)
+                .check("user:a", TaskKind::Analysis, 1, None)
                 .await
                 .is_err()
         );
@@ -251,12 +240,12 @@ mod tests {
         let limits = in_memory(cfg);
         assert!(
             limits
-                .check_alone("key:k", TaskKind::Help, 60)
+                .check("key:k", TaskKind::Help, 60, None)
                 .await
                 .is_ok()
         );
         assert!(matches!(
-            limits.check_alone("key:k", TaskKind::Help, 60).await,
+            limits.check("key:k", TaskKind::Help, 60, None).await,
             Err(AiApiError::RateLimited {
                 limit: "tokens",
                 ..
@@ -269,24 +258,24 @@ mod tests {
         });
         assert!(
             limits
-                .check_alone("user:c", TaskKind::Chat, 60)
+                .check("user:c", TaskKind::Chat, 60, None)
                 .await
                 .is_ok()
         );
         assert!(
             limits
-                .check_alone("user:c", TaskKind::Chat, 60)
+                .check("user:c", TaskKind::Chat, 60, None)
                 .await
                 .is_err()
         );
         assert!(
             limits
-                .check_alone("user:c", TaskKind::Chat, 40)
+                .check("user:c", TaskKind::Chat, 40, None)
                 .await
                 .is_ok()
         );
         assert!(matches!(
-            limits.check_alone("user:c", TaskKind::Chat, 1).await,
+            limits.check("user:c", TaskKind::Chat, 1, None).await,
             Err(AiApiError::RateLimited {
                 limit: "requests",
                 ..
@@ -294,7 +283,7 @@ mod tests {
         ));
         assert_eq!(
             limits
-                .check_alone("key:other", TaskKind::Help, 101)
+                .check("key:other", TaskKind::Help, 101, None)
                 .await
                 .unwrap_err()
                 .code(),
