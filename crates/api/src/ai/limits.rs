@@ -4,8 +4,8 @@
 //! same requests; if Redis fails, the in-process limiter decides meanwhile).
 //!
 //! The buckets live in the general API limiter (keys under `ai:`), so a request whose
-//! general limit was deferred to here (`crate::rate_limit::DeferredApiLimit`) spends it with its AI limits
-//! in one step: one Redis script call per `/v1/chat/completions` request.
+//! general limit was deferred to here (`crate::rate_limit::DeferredApiLimit`) spends it
+//! with its AI limits in one step: one Redis script call per `/v1/chat/completions` request.
 //!
 //! A class's bucket holds `burst` requests and refills at `*_per_minute`: the GCRA quota is
 //! `burst` units per `burst / rate` minutes, which is exactly that.
