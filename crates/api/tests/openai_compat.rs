@@ -1270,3 +1270,56 @@ async fn the_general_limit_is_shared_by_nodes_through_redis() {
     let b = builder_with(&mock, shared).database_of(&a).spawn().await;
     general_limit_counts_every_request(&a, &b, &mock).await;
 }
+
+/// With the organisation's `restore_pii` on, `/v1` answers show the caller's own values for
+/// the placeholders the model repeats — numbered across all the messages of the request, so
+/// two addresses in two messages are `[EMAIL_1]` and `[EMAIL_2]`, never both `[EMAIL_1]` —
+/// streamed or not; the provider only ever sees placeholders.
+#[tokio::test]
+async fn restored_personal_data_on_v1_follows_its_placeholder_across_messages() {
+    let mock = mock().await;
+    let app = app_with(&mock, |_| {}).await;
+    let s = app.signup("restore-v1@example.com", "Restore V1").await;
+    let (key, _) = api_key(&app, &s, &["ai"]).await;
+    put_ai_settings(
+        &app,
+        &s,
+        json!({ "store_prompts": false, "safety_profile": "standard", "restore_pii": true }),
+    )
+    .await;
+    let (ann, bob) = ("ann@example.com", "bob@example.org");
+    let body = |stream: bool| {
+        json!({
+            "model": "assay-auto",
+            "stream": stream,
+            "messages": [
+                { "role": "user", "content": format!("Our DPO is {ann}.") },
+                { "role": "assistant", "content": "Noted." },
+                { "role": "user", "content": format!("And the CISO is {bob}. Who signs off?") },
+            ]
+        })
+    };
+    let reply = "[EMAIL_2] signs off, with [EMAIL_1] consulted.";
+    let shown = format!("{bob} signs off, with {ann} consulted.");
+
+    mock.control.push_replies([reply]);
+    let res = chat(&app, &key, body(false)).await;
+    assert_eq!(res.status(), 200);
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(answer["choices"][0]["message"]["content"], shown.as_str());
+    let sent = serde_json::to_string(&mock.control.requests().last().unwrap().body).unwrap();
+    assert!(sent.contains("[EMAIL_1]") && sent.contains("[EMAIL_2]"), "{sent}");
+    assert!(!sent.contains(ann) && !sent.contains(bob), "{sent}");
+
+    mock.control.push_replies([reply]);
+    let res = chat(&app, &key, body(true)).await;
+    assert_eq!(res.status(), 200);
+    let raw = res.text().await.unwrap();
+    let text: String = sse_data(&raw)
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(text, shown);
+}
