@@ -1308,7 +1308,10 @@ async fn restored_personal_data_on_v1_follows_its_placeholder_across_messages() 
     let answer: Value = res.json().await.unwrap();
     assert_eq!(answer["choices"][0]["message"]["content"], shown.as_str());
     let sent = serde_json::to_string(&mock.control.requests().last().unwrap().body).unwrap();
-    assert!(sent.contains("[EMAIL_1]") && sent.contains("[EMAIL_2]"), "{sent}");
+    assert!(
+        sent.contains("[EMAIL_1]") && sent.contains("[EMAIL_2]"),
+        "{sent}"
+    );
     assert!(!sent.contains(ann) && !sent.contains(bob), "{sent}");
 
     mock.control.push_replies([reply]);
@@ -1319,7 +1322,11 @@ async fn restored_personal_data_on_v1_follows_its_placeholder_across_messages() 
         .iter()
         .filter(|e| *e != "[DONE]")
         .map(|e| serde_json::from_str::<Value>(e).unwrap())
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
         .collect();
     assert_eq!(text, shown);
 }
