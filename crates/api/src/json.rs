@@ -36,6 +36,20 @@ pub fn invalid_field(field: &str, reason: impl Into<String>) -> ApiError {
     }])
 }
 
+/// A list endpoint's `limit` query parameter: `default` when absent, else 1..=`max`
+/// (422 naming `limit` otherwise).
+pub fn page_limit(limit: Option<u64>, default: u64, max: u64) -> Result<u64, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(invalid_field(
+            "limit",
+            format!("must be between 1 and {max}"),
+        ))
+    }
+}
+
 /// A JSON body deserialised into `T` and validated with its `garde` rules.
 pub struct ValidJson<T>(pub T);
 

@@ -21,7 +21,7 @@
 
 use crate::auth::{RequirePermission, perm};
 use crate::error::ApiError;
-use crate::json::invalid_field;
+use crate::json::{invalid_field, page_limit};
 use crate::state::AppState;
 use assay_config::ReadinessConfig;
 use assay_core::readiness::ReadinessModel;
@@ -419,10 +419,7 @@ pub async fn history(
     access: RequirePermission<perm::FrameworksRead>,
     axum::extract::Query(q): axum::extract::Query<HistoryQuery>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(invalid_field("limit", "must be between 1 and 1000"));
-    }
+    let limit = page_limit(q.limit, 100, 1000)?;
     let since = match q.since.as_deref() {
         Some(text) => Some(parse_since(text).ok_or_else(|| {
             invalid_field("since", "must be an RFC 3339 time or a YYYY-MM-DD day")

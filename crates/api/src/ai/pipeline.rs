@@ -628,12 +628,14 @@ impl Inner {
         if !escalated.is_empty() {
             escalated.sort();
             escalated.dedup();
-            let resource = params
-                .resource
-                .as_ref()
-                .map(|(k, id)| (k.as_str(), id.as_str()));
-            self.escalate(caller, task, Direction::Input, &escalated, resource)
-                .await;
+            self.escalate(
+                caller,
+                task,
+                Direction::Input,
+                &escalated,
+                params.resource.as_ref(),
+            )
+            .await;
         }
 
         let mut request = AiRequest::new(&ctx, task, forwarded);
@@ -711,7 +713,7 @@ impl Inner {
         task: TaskKind,
         direction: Direction,
         rules: &[String],
-        resource: Option<(&str, &str)>,
+        resource: Option<&(String, String)>,
     ) {
         let direction = match direction {
             Direction::Input => "input",
@@ -721,7 +723,7 @@ impl Inner {
         let actor = caller.actor();
         let request_id = caller.facts.request_id.clone();
         let rules = rules.to_vec();
-        let resource = resource.map(|(k, id)| (k.to_owned(), id.to_owned()));
+        let resource = resource.cloned();
         let mut ev = caller.event("ai.safety.escalated");
         let res = self
             .db
@@ -866,13 +868,12 @@ impl Inner {
             .map(|t| t.into_owned())
             .unwrap_or_default();
         if output == Action::Escalate {
-            let resource = p.resource.as_ref().map(|(k, id)| (k.as_str(), id.as_str()));
             self.escalate(
                 caller,
                 p.request.task,
                 Direction::Output,
                 &output_rules,
-                resource,
+                p.resource.as_ref(),
             )
             .await;
         }
@@ -1133,9 +1134,14 @@ impl Inner {
                         let _ = send(&tx, PipelineEvent::Content(last)).await;
                     }
                     if end.action == Action::Escalate {
-                        let resource = p.resource.as_ref().map(|(k, id)| (k.as_str(), id.as_str()));
-                        self.escalate(&caller, p.request.task, Direction::Output, &rules, resource)
-                            .await;
+                        self.escalate(
+                            &caller,
+                            p.request.task,
+                            Direction::Output,
+                            &rules,
+                            p.resource.as_ref(),
+                        )
+                        .await;
                     }
                     let unrestored = (shown != text).then(|| std::mem::take(&mut text));
                     let answer = PipelineAnswer {

@@ -21,7 +21,7 @@ use crate::ai::{AiApiError, AiCaller, PipelineAnswer, PipelineEvent, PipelinePar
 use crate::auth::{RequirePermission, perm};
 use crate::cache_sync::Change;
 use crate::error::ApiError;
-use crate::json::{ValidJson, invalid_field};
+use crate::json::{ValidJson, invalid_field, page_limit};
 use crate::state::AppState;
 use assay_ai::{ChatMessage, TaskKind};
 use assay_core::OrgCtx;
@@ -238,10 +238,7 @@ pub async fn list_safety_reviews(
             ));
         }
     };
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(invalid_field("limit", "must be between 1 and 200"));
-    }
+    let limit = page_limit(q.limit, 50, 200)?;
     let items = safety_reviews::list(state.db().primary(), &access.ctx, status, limit).await?;
     Ok(Json(json!({ "items": items })))
 }
@@ -403,10 +400,7 @@ pub async fn list_conversations(
     access: RequirePermission<perm::AiUse>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(invalid_field("limit", "must be between 1 and 200"));
-    }
+    let limit = page_limit(q.limit, 50, 200)?;
     let owner = AiCaller::from_access(&access).key();
     let items = conversations::list(state.db().primary(), &access.ctx, &owner, limit).await?;
     Ok(Json(json!({ "items": items })))

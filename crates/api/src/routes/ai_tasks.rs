@@ -18,7 +18,7 @@
 use crate::ai::{AiCaller, PipelineAnswer, PipelineParams};
 use crate::auth::{OrgAccess, RequirePermission, perm};
 use crate::error::ApiError;
-use crate::json::{ValidJson, invalid_field};
+use crate::json::{ValidJson, invalid_field, page_limit};
 use crate::state::AppState;
 use assay_ai::provider::offline::control_status_line;
 use assay_ai::types::ComplexityHints;
@@ -1063,10 +1063,7 @@ pub async fn list_classifications(
     access: RequirePermission<perm::EvidenceRead>,
     Query(q): Query<ClassificationListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(invalid_field("limit", "must be between 1 and 200"));
-    }
+    let limit = page_limit(q.limit, 50, 200)?;
     let awaiting = q.awaiting_review.unwrap_or(false);
     let rows = classifications::recent(state.db().primary(), &access.ctx, awaiting, limit).await?;
     let items: Vec<Value> = rows.iter().map(classification_view).collect();

@@ -6,7 +6,7 @@
 
 use crate::auth::{RequirePermission, perm};
 use crate::error::ApiError;
-use crate::json::{FieldError, ValidJson, invalid, invalid_field};
+use crate::json::{FieldError, ValidJson, invalid, invalid_field, page_limit};
 use crate::routes::compliance::{actor_label, states_by_key};
 use crate::state::AppState;
 use assay_core::access::Permission;
@@ -261,10 +261,7 @@ pub async fn list(
     access: RequirePermission<perm::AssessmentsRead>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(invalid_field("limit", "must be between 1 and 200"));
-    }
+    let limit = page_limit(q.limit, 50, 200)?;
     let status = match q.status.as_deref() {
         Some(s) => Some(
             AssessmentStatus::ALL

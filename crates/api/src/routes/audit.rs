@@ -2,7 +2,7 @@
 
 use crate::auth::{RequirePermission, perm};
 use crate::error::ApiError;
-use crate::json::invalid_field;
+use crate::json::page_limit;
 use crate::state::AppState;
 use assay_store::repo::audit::{self, AuditFilter, Outcome};
 use axum::Json;
@@ -45,10 +45,7 @@ pub async fn list(
     access: RequirePermission<perm::AuditRead>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(invalid_field("limit", "must be between 1 and 500"));
-    }
+    let limit = page_limit(q.limit, 50, 500)?;
     let filter = AuditFilter {
         action: q.action,
         actor_id: q.actor_id,
